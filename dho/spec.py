@@ -1,0 +1,219 @@
+"""One training run's full specification: what it is, how it is validated, its hash.
+
+A spec is plain data (YAML/JSON file and/or ``--set key=value`` flags).  Every key has a
+type; a wrong key or type raises :class:`ConfigError` naming the key.  The *spec hash*
+covers only the keys that change results (not paths, devices or tracking settings), so
+the same experiment on another machine or output folder has the same hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+# Keys that do not change the numbers a run produces: excluded from the spec hash.
+NON_SEMANTIC_KEYS = frozenset(
+    {"data_root", "output_dir", "device", "num_workers", "mlflow_uri", "mlflow_experiment",
+     "tags", "progress", "split_manifest", "teacher_file"}
+)
+
+
+@dataclass
+class RunSpec:
+    # --- what is trained -------------------------------------------------------------
+    dataset: str = "shapes"                  # dataset registry name (dho.data)
+    data_root: str = "results/demo/data"     # folder holding the dataset folders
+    # label split: {"kind": "fewshot", "shots": N} | {"kind": "percent", "percent": p}
+    #              | {"kind": "list", "file": "1percent.txt"}; its own seed is split_seed
+    split: dict = field(default_factory=lambda: {"kind": "fewshot", "shots": 4})
+    split_seed: int = 1
+    split_manifest: str | None = None        # precomputed manifest (dho split); else computed
+    student: str = "resnet18"                # student registry name (dho.models)
+    student_pretrained: bool = True          # torchvision/open_clip pretrained weights
+    student_kwargs: dict = field(default_factory=dict)
+    teacher_file: str | None = None          # teacher file (dho teacher ...); None: no teacher
+    teacher_sha: str | None = None           # content hash of the teacher file (for the spec hash)
+    method: str = "dho"                      # method registry name (dho.methods)
+    method_args: dict = field(default_factory=dict)  # e.g. {"lam": 0.5, "temperature": 2.0}
+    seed: int = 1
+    # --- optimisation ------------------------------------------------------------------
+    epochs: int = 200
+    epoch_length: str = "labeled"            # "labeled": zip over labeled loader (protocol 1)
+    #                                          "unlabeled": over unlabeled, labeled cycled (protocol 2)
+    batch_size: int = 64                     # labeled batch
+    unlabeled_batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.1                      # < 1: fraction of all steps; >= 1: number of steps
+    warmup_start_factor: float = 0.0
+    schedule: str = "linear"                 # "linear" decay | "cosine"
+    image_size: int = 224                    # augmentation resolution (shared crop)
+    crop_scale_min: float = 0.5
+    # --- evaluation --------------------------------------------------------------------
+    alpha_beta: str = "search"               # "search" on val | "fixed"
+    alpha: float = 0.5                       # used when alpha_beta == "fixed"
+    beta: float = 1.0
+    grad_cosine_every: int = 10              # steps between gradient-conflict measurements; 0 = off
+    # --- where and how -----------------------------------------------------------------
+    device: str = "auto"
+    num_workers: int = 2
+    output_dir: str | None = None
+    mlflow_uri: str | None = None            # default: $MLFLOW_TRACKING_URI or sqlite:///results/mlflow.db
+    mlflow_experiment: str = "dho"
+    tags: dict = field(default_factory=dict)  # grid coordinates etc., logged as MLflow tags
+    progress: bool = True
+
+    # ------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "spec") -> "RunSpec":
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a mapping of spec keys, got {type(d).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ConfigError(f"{source}: unknown spec key(s) {', '.join(unknown)}; "
+                              f"known keys: {', '.join(sorted(fields))}")
+        kwargs = {k: _coerce(k, v, _field_type(fields[k]), source) for k, v in d.items()}
+        spec = cls(**kwargs)
+        spec.validate(source)
+        return spec
+
+    def validate(self, source: str = "spec") -> None:
+        def need(cond: bool, key: str, what: str) -> None:
+            if not cond:
+                raise ConfigError(f"{source}: key '{key}' = {getattr(self, key)!r}: expected {what}")
+
+        need(self.epochs >= 1, "epochs", "an integer >= 1")
+        need(self.batch_size >= 1, "batch_size", "an integer >= 1")
+        need(self.unlabeled_batch_size >= 1, "unlabeled_batch_size", "an integer >= 1")
+        need(self.lr > 0 and math.isfinite(self.lr), "lr", "a positive number")
+        need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(self.warmup >= 0, "warmup", "a number >= 0 (fraction < 1 or steps >= 1)")
+        need(0 <= self.warmup_start_factor <= 1, "warmup_start_factor", "a number in [0, 1]")
+        need(self.schedule in ("linear", "cosine"), "schedule", "'linear' or 'cosine'")
+        need(self.epoch_length in ("labeled", "unlabeled"), "epoch_length", "'labeled' or 'unlabeled'")
+        need(self.alpha_beta in ("search", "fixed"), "alpha_beta", "'search' or 'fixed'")
+        need(0 <= self.alpha <= 1, "alpha", "a number in [0, 1]")
+        need(self.beta > 0, "beta", "a positive number")
+        need(self.image_size >= 8, "image_size", "an integer >= 8")
+        need(0 < self.crop_scale_min <= 1, "crop_scale_min", "a number in (0, 1]")
+        need(self.grad_cosine_every >= 0, "grad_cosine_every", "an integer >= 0")
+        need(self.num_workers >= 0, "num_workers", "an integer >= 0")
+        kind = self.split.get("kind")
+        if kind == "fewshot":
+            n = self.split.get("shots")
+            if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+                raise ConfigError(f"{source}: key 'split.shots' = {n!r}: expected an integer >= 1")
+        elif kind == "percent":
+            p = self.split.get("percent")
+            if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100):
+                raise ConfigError(f"{source}: key 'split.percent' = {p!r}: expected a number in (0, 100]")
+        elif kind == "list":
+            if not isinstance(self.split.get("file"), str):
+                raise ConfigError(f"{source}: key 'split.file': expected the path of a list file")
+        else:
+            raise ConfigError(f"{source}: key 'split.kind' = {kind!r}: expected 'fewshot', 'percent' or 'list'")
+        for k, v in self.method_args.items():
+            if not isinstance(v, (int, float, str, bool)) or (isinstance(v, float) and not math.isfinite(v)):
+                raise ConfigError(f"{source}: key 'method_args.{k}' = {v!r}: expected a finite number, string or bool")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def semantic_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in NON_SEMANTIC_KEYS}
+
+    @property
+    def hash(self) -> str:
+        """sha256 (first 16 hex digits) of the canonical JSON of the semantic keys."""
+        blob = json.dumps(self.semantic_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _field_type(f: dataclasses.Field) -> str:
+    return str(f.type).replace("typing.", "")
+
+
+def _coerce(key: str, value: Any, typ: str, source: str) -> Any:
+    """Check ``value`` against the declared type string; accept ints for floats."""
+    optional = "None" in typ
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{source}: key '{key}' is null: expected {typ}")
+    base = typ.split("|")[0].strip()
+    ok = {
+        "str": lambda v: isinstance(v, str),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "dict": lambda v: isinstance(v, dict),
+    }[base]
+    if not ok(value):
+        raise ConfigError(f"{source}: key '{key}' = {value!r}: expected {base}, got {type(value).__name__}")
+    if base == "float":
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: key '{key}' = {value!r}: expected a finite number")
+    return value
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` overrides; values are YAML scalars/flow mappings; dots nest."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_spec(files: list[str] | tuple = (), overrides: list[str] | tuple = ()) -> RunSpec:
+    """Merge spec files (YAML or JSON, in order) and ``key=value`` overrides into a RunSpec."""
+    import yaml
+
+    merged: dict[str, Any] = {}
+    source = "spec"
+    for f in files:
+        p = Path(f)
+        if not p.is_file():
+            raise ConfigError(f"spec file not found: {p}")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"spec file {p} is not valid YAML/JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"spec file {p}: expected a mapping at the top level")
+        merged = deep_merge(merged, d)
+        source = str(p)
+    if overrides:
+        merged = deep_merge(merged, parse_set(list(overrides)))
+    return RunSpec.from_dict(merged, source=source)
