@@ -1,0 +1,213 @@
+"""``DatasetSource``: one dataset on disk (class names, prompt templates, split items).
+
+A source is cheap to create; the first access to ``classnames`` or ``items(...)`` reads
+the dataset's index (split file, list files or class folders) once.  A malformed index
+raises :class:`~dho.errors.DataError` naming the file and what was expected;
+:meth:`DatasetSource.check` instead collects every problem into a :class:`CheckReport`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+from ..errors import DataError
+
+SPLITS = ("train", "val", "test")
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+# Missing images listed one by one in a check report; the rest are counted.
+MAX_LISTED_MISSING = 5
+
+
+def open_rgb(path: str | os.PathLike):
+    """Decode an image file as an RGB ``PIL.Image``; DataError naming the file if it cannot."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"cannot decode image {path}: {e}") from None
+
+
+def is_image_file(name: str) -> bool:
+    """True for a non-hidden file name with an image extension (case-insensitive)."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def is_safe_relpath(rel: str) -> bool:
+    """True if ``rel`` is a non-empty relative path that stays inside its base folder."""
+    p = PurePosixPath(rel.replace("\\", "/"))
+    return bool(rel) and not p.is_absolute() and ".." not in p.parts
+
+
+@dataclass
+class Index:
+    """What a dataset's index files say: class names and ``(relpath, label)`` per split."""
+
+    classnames: list[str]
+    items: dict[str, list[tuple[str, int]]]
+
+
+@dataclass
+class CheckReport:
+    """Result of :meth:`DatasetSource.check` (also the ``dho data check --json`` record)."""
+
+    dataset: str
+    folder: str
+    found: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    num_classes: int | None = None
+    decoded: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Present and without problems."""
+        return self.found and not self.problems
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def summarise_problems(name: str, problems: list[str], limit: int = 3) -> str:
+    """One line: the first ``limit`` problems and how many more there are."""
+    head = "; ".join(problems[:limit])
+    more = len(problems) - limit
+    return f"dataset '{name}': {head}" + (f" (and {more} more problem(s); run `dho data check`)" if more > 0 else "")
+
+
+class DatasetSource:
+    """One dataset under ``root/<folder_name>``.
+
+    Subclasses set ``folder_name``, ``image_subdir`` (images live in
+    ``root/<folder_name>/<image_subdir>/<relpath>``; empty = the folder itself),
+    ``templates`` and implement :meth:`_scan`.  ``name`` is set by the registry.
+
+    Class names are cleaned the way CoOp's prompt learner does (``_`` -> space).
+    ``class_subset`` is ``None`` unless the dataset covers only some of its classes
+    (ImageNet-A/-R): then it lists the label indices that occur.
+    """
+
+    name: str = ""
+    folder_name: str = ""
+    image_subdir: str = ""
+    templates: list[str] = ["a photo of a {}."]
+    splits: tuple[str, ...] = SPLITS
+    # True when items come from listing the image folders (they exist by construction,
+    # so check() skips one stat per image: 1.3M on ImageNet).
+    items_from_listing: bool = False
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.folder = self.root / self.folder_name
+        self.image_dir = self.folder / self.image_subdir if self.image_subdir else self.folder
+        self._index: Index | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, folder={str(self.folder)!r})"
+
+    # -- to implement ------------------------------------------------------------------
+    def _scan(self, problems: list[str]) -> Index:
+        """Read the index; append one line per problem (naming the file) and skip bad entries."""
+        raise NotImplementedError
+
+    # -- public ------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Whether the dataset's folder is present under ``root``."""
+        return self.folder.is_dir()
+
+    @property
+    def classnames(self) -> list[str]:
+        return list(self._load().classnames)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._load().classnames)
+
+    @property
+    def class_subset(self) -> list[int] | None:
+        return None
+
+    def items(self, split: str) -> list[tuple[str, int]]:
+        """``(path relative to image_dir, label)`` for ``split``, in a fixed (sorted/file) order."""
+        if split not in self.splits:
+            raise DataError(f"dataset '{self.name}' has no split '{split}'; it has: {', '.join(self.splits)}")
+        return list(self._load().items[split])
+
+    def path(self, relpath: str) -> Path:
+        """Absolute path of an item."""
+        return self.image_dir / relpath
+
+    def check(self, sample: int = 8) -> CheckReport:
+        """Look for every problem: index files, labels, missing images, and decode
+        ``sample`` images per split (a fixed pseudo-random choice)."""
+        report = CheckReport(dataset=self.name, folder=str(self.folder), found=self.exists())
+        if not report.found:
+            return report
+        problems: list[str] = []
+        index = self._scan(problems)
+        report.num_classes = len(index.classnames)
+        missing: list[Path] = []
+        for split in self.splits:
+            entries = index.items.get(split, [])
+            report.counts[split] = len(entries)
+            if not entries and not problems:  # an unreadable index already explains it
+                problems.append(f"split '{split}' of {self.folder} has no images")
+            if self.items_from_listing:
+                continue
+            for rel, _ in entries:
+                p = self.image_dir / rel
+                if not p.is_file():
+                    missing.append(p)
+        for p in missing[:MAX_LISTED_MISSING]:
+            problems.append(f"image not found: {p} (listed in the index of {self.folder})")
+        if len(missing) > MAX_LISTED_MISSING:
+            problems.append(f"{len(missing) - MAX_LISTED_MISSING} more listed images not found under {self.image_dir}")
+        missing_set = set(missing)
+        rng = random.Random(0)
+        for split in self.splits:
+            present = [self.image_dir / rel for rel, _ in index.items.get(split, [])]
+            present = [p for p in present if p not in missing_set]
+            for p in rng.sample(present, min(sample, len(present))):
+                try:
+                    open_rgb(p)
+                    report.decoded += 1
+                except DataError as e:
+                    problems.append(str(e))
+        report.problems = list(dict.fromkeys(problems))
+        if not problems:
+            self._index = index
+        return report
+
+    # -- internals ---------------------------------------------------------------------
+    def _load(self) -> Index:
+        if self._index is None:
+            if not self.folder.is_dir():
+                raise DataError(f"dataset '{self.name}' not found: expected the folder {self.folder}")
+            problems: list[str] = []
+            index = self._scan(problems)
+            if problems:
+                raise DataError(summarise_problems(self.name, list(dict.fromkeys(problems))))
+            self._index = index
+        return self._index
+
+
+def clean_classname(name: str) -> str:
+    """CoOp's prompt-side cleaning: underscores become spaces, outer spaces stripped."""
+    return name.replace("_", " ").strip()
+
+
+def assert_dataset_ok(source: DatasetSource, sample: int = 4) -> CheckReport:
+    """Run :meth:`DatasetSource.check`; raise DataError with the first problem(s) if the
+    dataset is missing or broken (called before a training run starts)."""
+    report = source.check(sample=sample)
+    if not report.found:
+        raise DataError(f"dataset '{source.name}' not found: expected the folder {source.folder}")
+    if report.problems:
+        raise DataError(summarise_problems(source.name, report.problems))
+    return report
