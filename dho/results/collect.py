@@ -1,0 +1,254 @@
+"""Collect finished run directories into one tidy table (``runs.csv``).
+
+A run directory is *done* iff its ``metrics.json`` parses and has
+``status == "complete"`` (see docs/DESIGN.md, "One run").  Anything else in a run
+folder is resumable state, never a result: such folders are skipped with a warning
+(:class:`IncompleteRunWarning`) and never become rows.  A complete ``metrics.json`` that
+lacks contract keys, or holds a value of the wrong type, is a broken producer and raises
+:class:`~dho.errors.DataError` naming the file and the keys.
+
+Every table and figure is derived from the resulting ``runs.csv`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from ..errors import DataError
+from ..io import atomic_path
+
+#: Keys every complete ``metrics.json`` must carry (DESIGN.md, "One run").
+METRICS_KEYS = (
+    "status", "spec_hash", "spec", "dataset", "labels", "student", "teacher", "method", "seed",
+    "test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch", "epochs",
+    "teacher_test_acc", "grad_cosine_mean", "wall_time_s", "images_per_s", "gpu_hours", "device",
+    "git_commit", "mlflow_run_id", "slurm_job_id",
+)
+
+#: Columns of ``runs.csv``, in order (DESIGN.md, "runs.csv").
+RUNS_COLUMNS = (
+    "suite", "dataset", "labels", "label_count", "student", "teacher", "method", "seed",
+    "test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch",
+    "teacher_test_acc", "grad_cosine_mean", "wall_time_s", "gpu_hours", "spec_hash",
+    "git_commit", "mlflow_run_id", "slurm_job_id", "run_dir",
+)
+
+_STRING_KEYS = ("spec_hash", "dataset", "labels", "student", "teacher", "method")
+_REQUIRED_NUMBER_KEYS = ("test_acc",)
+_OPTIONAL_NUMBER_KEYS = (
+    "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch",
+    "teacher_test_acc", "grad_cosine_mean", "wall_time_s", "gpu_hours",
+)
+_OPTIONAL_ID_KEYS = ("git_commit", "mlflow_run_id", "slurm_job_id")
+#: Columns read back as text (so that e.g. a teacher named "none" or a job id stays as is).
+_TEXT_COLUMNS = ("suite", "dataset", "labels", "student", "teacher", "method", "spec_hash",
+                 "git_commit", "mlflow_run_id", "slurm_job_id", "run_dir")
+#: Row order of runs.csv.
+SORT_KEYS = ["dataset", "student", "teacher", "method", "label_count", "labels", "seed", "spec_hash"]
+
+
+class IncompleteRunWarning(UserWarning):
+    """A run directory is not done (no, unparsable or incomplete ``metrics.json``)."""
+
+
+class DuplicateRunWarning(UserWarning):
+    """The same spec hash was found in more than one run directory."""
+
+
+def label_count(labels: str, spec: dict | None = None) -> float:
+    """Numeric label level of a ``labels`` string: shots for ``"4shot"``, percent for ``"1pct"``.
+
+    Falls back on the run's ``spec["split"]`` (few-shot ``shots``, ``percent``, or the
+    first number in a list file's name such as ``1percent.txt``); ``nan`` if unknown.
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:-?shots?|pct|percent|%)\s*", str(labels), re.IGNORECASE)
+    if m:
+        return float(m.group(1))
+    split = (spec or {}).get("split") if isinstance(spec, dict) else None
+    if isinstance(split, dict):
+        for key in ("shots", "percent"):
+            value = split.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        m = re.search(r"\d+(?:\.\d+)?", Path(str(split.get("file", ""))).name)
+        if m:
+            return float(m.group(0))
+    return math.nan
+
+
+def label_levels(df: pd.DataFrame) -> list[str]:
+    """The distinct ``labels`` of ``df`` in display order: shots, then percents, then others, by count."""
+    def key(item: tuple[str, float]) -> tuple:
+        labels, count = item
+        kind = 0 if "shot" in labels.lower() else 1 if re.search(r"pct|percent|%", labels, re.I) else 2
+        return (kind, math.isnan(count), 0.0 if math.isnan(count) else count, labels)
+
+    pairs = {(str(lab), float(c)) for lab, c in zip(df["labels"], df["label_count"])}
+    return [lab for lab, _ in sorted(pairs, key=key)]
+
+
+def find_run_dirs(root: str | os.PathLike) -> list[Path]:
+    """Run directories under ``root``: every folder holding ``metrics.json`` or ``spec.json``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"runs root not found or not a folder: {root}")
+    found = {p.parent for name in ("metrics.json", "spec.json") for p in root.rglob(name)}
+    return sorted(found)
+
+
+def read_run_dirs_file(path: str | os.PathLike) -> list[Path]:
+    """Run directories listed one per line in a text file (blank lines and ``#`` comments ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"run-dir list file not found: {path}")
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [Path(line) for line in lines if line]
+
+
+def _skip(run_dir: Path, why: str) -> None:
+    warnings.warn(f"skipping {run_dir}: {why}", IncompleteRunWarning, stacklevel=3)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict | None:
+    """The run's complete ``metrics.json`` as a dict, or ``None`` (with a warning) if not done.
+
+    Raises :class:`DataError` if a complete file breaks the contract (missing keys,
+    wrong value types), naming the file.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        _skip(run_dir, "no metrics.json (run not finished)")
+        return None
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        _skip(run_dir, f"metrics.json is not valid JSON ({e})")
+        return None
+    if not isinstance(metrics, dict) or metrics.get("status") != "complete":
+        status = metrics.get("status") if isinstance(metrics, dict) else type(metrics).__name__
+        _skip(run_dir, f"metrics.json status is {status!r}, not 'complete'")
+        return None
+    missing = [k for k in METRICS_KEYS if k not in metrics]
+    if missing:
+        raise DataError(f"{path}: complete metrics.json lacks contract key(s) {', '.join(missing)} "
+                        f"(see docs/DESIGN.md, 'One run')")
+    bad = [f"'{k}' = {metrics[k]!r}: expected a non-empty string" for k in _STRING_KEYS
+           if not (isinstance(metrics[k], str) and metrics[k])]
+    bad += [f"'{k}' = {metrics[k]!r}: expected a number" for k in _REQUIRED_NUMBER_KEYS
+            if not _is_number(metrics[k])]
+    bad += [f"'{k}' = {metrics[k]!r}: expected a number or null" for k in _OPTIONAL_NUMBER_KEYS
+            if metrics[k] is not None and not _is_number(metrics[k])]
+    if not (isinstance(metrics["seed"], int) and not isinstance(metrics["seed"], bool)):
+        bad.append(f"'seed' = {metrics['seed']!r}: expected an integer")
+    if not isinstance(metrics["spec"], dict):
+        bad.append(f"'spec' = {metrics['spec']!r}: expected a mapping")
+    if bad:
+        raise DataError(f"{path}: key {'; key '.join(bad)}")
+    spec_json = run_dir / "spec.json"
+    if spec_json.is_file():
+        try:
+            current = json.loads(spec_json.read_text(encoding="utf-8")).get("spec_hash")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            current = None
+        if isinstance(current, str) and current != metrics["spec_hash"]:
+            _skip(run_dir, f"metrics.json is for spec {metrics['spec_hash']}, "
+                           f"but spec.json now holds spec {current} (stale result)")
+            return None
+    return metrics
+
+
+def _row(metrics: dict, suite: str, run_dir: Path) -> dict:
+    row: dict[str, Any] = {k: metrics.get(k) for k in RUNS_COLUMNS if k in metrics}
+    row["suite"] = suite
+    row["label_count"] = label_count(metrics["labels"], metrics["spec"])
+    row["run_dir"] = str(run_dir)
+    for key in _OPTIONAL_ID_KEYS:
+        row[key] = None if metrics[key] is None else str(metrics[key])
+    return row
+
+
+def collect_runs(run_dirs_or_root: str | os.PathLike | Iterable[str | os.PathLike],
+                 suite: str) -> pd.DataFrame:
+    """One row per done run (columns :data:`RUNS_COLUMNS`), sorted deterministically.
+
+    ``run_dirs_or_root`` is either one folder searched recursively for run directories
+    (:func:`find_run_dirs`) or an iterable of run directories.  A spec hash found in
+    several directories gives one row: the lexicographically first directory is kept
+    (:class:`DuplicateRunWarning` names the others).
+    """
+    if isinstance(run_dirs_or_root, (str, os.PathLike)):
+        run_dirs = find_run_dirs(run_dirs_or_root)
+    else:
+        run_dirs = sorted({Path(d) for d in run_dirs_or_root})
+    rows: dict[str, dict] = {}
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            _skip(run_dir, "not a folder")
+            continue
+        metrics = read_metrics(run_dir)
+        if metrics is None:
+            continue
+        key = metrics["spec_hash"]
+        if key in rows:
+            warnings.warn(f"spec {key} found in {rows[key]['run_dir']} and {run_dir}; "
+                          f"keeping {rows[key]['run_dir']}", DuplicateRunWarning, stacklevel=2)
+            continue
+        rows[key] = _row(metrics, suite, run_dir)
+    return _tidy(pd.DataFrame(list(rows.values()), columns=list(RUNS_COLUMNS)))
+
+
+def _tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """Column order, dtypes and row order of runs.csv."""
+    df = df.reindex(columns=list(RUNS_COLUMNS))
+    for col in RUNS_COLUMNS:
+        if col in _TEXT_COLUMNS:
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+        elif col == "seed":
+            df[col] = df[col].astype("int64")
+        else:
+            df[col] = pd.to_numeric(df[col]).astype("float64")
+    return df.sort_values(SORT_KEYS, kind="mergesort", na_position="last").reset_index(drop=True)
+
+
+def write_runs_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` (columns :data:`RUNS_COLUMNS`) to ``path`` atomically; returns the path."""
+    missing = [c for c in RUNS_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"runs table for {path} lacks column(s) {', '.join(missing)}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.loc[:, list(RUNS_COLUMNS)].to_csv(tmp, index=False, float_format="%.10g")
+    return path
+
+
+def read_runs_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a ``runs.csv`` written by :func:`write_runs_csv`; checks the columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"runs table not found: {path} (run `dho collect` first)")
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS},
+                         keep_default_na=False, na_values={c: [""] for c in RUNS_COLUMNS})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"runs table {path} is not a readable CSV: {e}") from None
+    missing = [c for c in RUNS_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"runs table {path} lacks column(s) {', '.join(missing)}; "
+                        f"expected the columns of docs/DESIGN.md 'runs.csv'")
+    try:
+        return _tidy(df)
+    except (ValueError, TypeError) as e:
+        raise DataError(f"runs table {path} has a non-numeric value in a numeric column: {e}") from None

@@ -1,0 +1,84 @@
+"""Reported numbers (paper / authors' release) and how a reproduced cell is matched to one.
+
+The numbers live in the package data file ``dho/results/reported.csv`` (columns
+:data:`REPORTED_COLUMNS`, ``#`` comment lines allowed), one row per number.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+from .collect import label_count
+
+REPORTED_COLUMNS = ("protocol", "dataset", "labels", "student", "teacher", "method", "value", "source")
+
+
+def default_reported_path() -> Path:
+    """The packaged ``reported.csv``."""
+    return Path(str(resources.files("dho.results").joinpath("reported.csv")))
+
+
+def load_reported(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Reported numbers as a DataFrame with :data:`REPORTED_COLUMNS` (``value`` float)."""
+    path = Path(path) if path is not None else default_reported_path()
+    if not path.is_file():
+        raise DataError(f"reported-numbers file not found: {path}")
+    try:
+        df = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"reported-numbers file {path} is not a readable CSV: {e}") from None
+    missing = [c for c in REPORTED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"reported-numbers file {path} lacks column(s) {', '.join(missing)}; "
+                        f"expected {', '.join(REPORTED_COLUMNS)}")
+    values = pd.to_numeric(df["value"], errors="coerce")
+    bad = df.index[values.isna()].tolist()
+    if bad:
+        raise DataError(f"reported-numbers file {path}: column 'value' on data row {bad[0] + 1} "
+                        f"= {df.loc[bad[0], 'value']!r}: expected a number")
+    df = df.loc[:, list(REPORTED_COLUMNS)].copy()
+    df["value"] = values.astype("float64")
+    return df
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", str(text).lower())
+
+
+def _labels_equal(a: str, b: str) -> bool:
+    if _norm(a) == _norm(b):
+        return True
+    ca, cb = label_count(a), label_count(b)
+    kind = lambda s: "shot" if "shot" in s.lower() else "pct"  # noqa: E731
+    return not math.isnan(ca) and ca == cb and kind(a) == kind(b)
+
+
+def _words_in(pattern: str, name: str) -> bool:
+    target = _norm(name)
+    words = [_norm(w) for w in str(pattern).split()]
+    return all(w in target for w in words if w)
+
+
+def matches(reported_row: pd.Series | dict, dataset: str, labels: str, student: str, teacher: str,
+            method: str) -> bool:
+    """Whether a reported number is the one to compare with this (dataset, labels, student, teacher, method)."""
+    r = reported_row
+    return (_norm(r["dataset"]) == _norm(dataset) and _norm(r["method"]) == _norm(method)
+            and _labels_equal(r["labels"], labels)
+            and _words_in(r["student"], student) and _words_in(r["teacher"], teacher))
+
+
+def find_reported(reported: pd.DataFrame, dataset: str, labels: str, student: str, teacher: str,
+                  method: str) -> pd.Series | None:
+    """The first reported row matching the cell, or ``None``."""
+    for _, row in reported.iterrows():
+        if matches(row, dataset, labels, student, teacher, method):
+            return row
+    return None

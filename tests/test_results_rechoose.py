@@ -1,0 +1,86 @@
+"""dho.results.rechoose: the inference rule re-chosen on saved logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dho.cli import main
+from dho.results.collect import collect_runs, write_runs_csv
+from dho.results.heads import ALPHAS, BETAS, load_logits
+from dho.results.rechoose import RECHOOSE_COLUMNS, rechoose, write_rechoose
+from test_results_fakes import make_run
+
+
+def _sm(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _acc(p, y):
+    return 100 * np.mean(p.argmax(1) == y)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    for seed in (1, 2, 3):
+        make_run(root, method="dho", seed=seed, logits=(50, 5))
+    make_run(root, method="dho", dataset="dtd", logits=(20, 3))
+    make_run(root, method="dho2", logits=(20, 3))
+    make_run(root, method="kd")
+    return collect_runs(root, "demo")
+
+
+def test_rechoose_equals_direct_computation(runs):
+    table = rechoose(runs)
+    assert list(table.columns) == RECHOOSE_COLUMNS
+    assert sorted(table["method"].unique()) == ["dho"]
+    assert len(table) == 4 * 4
+    for run_dir, got in table.groupby("run_dir"):
+        val = load_logits(f"{run_dir}/logits_val.npz")
+        test = load_logits(f"{run_dir}/logits_test.npz")
+        vce, vkd, vy = (val[k].astype(np.float64) for k in ("ce", "kd", "labels"))
+        tce, tkd, ty = (test[k].astype(np.float64) for k in ("ce", "kd", "labels"))
+        best, pair = -1.0, None
+        for b in BETAS:  # beta-major, first best pair wins (dho.inference.search_alpha_beta)
+            for a in ALPHAS:
+                acc = _acc(a * _sm(vce) + (1 - a) * _sm(vkd / b), vy)
+                if acc > best:
+                    best, pair = acc, (a, b)
+        rows = got.set_index("rule")
+        assert rows.loc["fixed", "test_acc"] == pytest.approx(_acc(0.5 * _sm(tce) + 0.5 * _sm(tkd), ty))
+        assert (rows.loc["searched", "alpha"], rows.loc["searched", "beta"]) == pair
+        assert rows.loc["searched", "val_acc"] == pytest.approx(best)
+        a, b = pair
+        assert rows.loc["searched", "test_acc"] == pytest.approx(_acc(a * _sm(tce) + (1 - a) * _sm(tkd / b), ty))
+        assert rows.loc["ce_only", "test_acc"] == pytest.approx(_acc(tce, ty))
+        assert rows.loc["kd_only", "test_acc"] == pytest.approx(_acc(tkd, ty))
+        assert rows.loc["ce_only", "val_acc"] == pytest.approx(_acc(vce, vy))
+
+
+def test_rechoose_method_selection(runs):
+    assert sorted(rechoose(runs, methods=("dho2",))["method"].unique()) == ["dho2"]
+
+
+def test_write_rechoose_csv_and_markdown(runs, tmp_path):
+    csv_path, md_path = write_rechoose(runs, tmp_path / "tables" / "alpha_beta.csv")
+    table = pd.read_csv(csv_path)
+    assert md_path.name == "alpha_beta.md"
+    md = md_path.read_text()
+    fixed = table[(table["dataset"] == "caltech101") & (table["rule"] == "fixed")]["test_acc"].to_numpy()
+    cell = f"{fixed.mean():.1f} ± {fixed.std(ddof=1):.1f} (n=3)"
+    assert f"| caltech101 | resnet18 | zs_rn50 | dho | 4shot | {cell} |" in md
+    assert "| dtd | resnet18 | zs_rn50 | dho | 4shot |" in md
+
+
+def test_cli_rechoose(runs, tmp_path, capsys):
+    runs_csv = write_runs_csv(runs, tmp_path / "runs.csv")
+    out = tmp_path / "t" / "alpha_beta.csv"
+    assert main(["rechoose", "--runs", str(runs_csv), "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert len(pd.read_csv(out)) == 16
+    empty = write_runs_csv(runs[runs["method"] == "kd"], tmp_path / "kd.csv")
+    assert main(["rechoose", "--runs", str(empty), "--out", str(tmp_path / "e.csv")]) == 0
+    assert "No dual-head run" in (tmp_path / "e.md").read_text()
