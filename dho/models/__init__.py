@@ -1,0 +1,13 @@
+"""Students (one or two linear heads on a shared feature) and frozen CLIP teachers.
+
+open_clip and torchvision are imported on first use; the project's open_clip model
+configs (``dho/models/configs/*.json``) are registered then (:func:`dho.models.clip.open_clip`).
+"""
+
+from .students import STUDENTS, Student, StudentOutput, build_student
+from .teachers import (TEACHERS, TipAdapterTeacher, ZeroShotTeacher, build_zeroshot_teacher, load_teacher,
+                       save_teacher)
+from .tip_adapter import fit_tip_adapter_f
+
+__all__ = ["STUDENTS", "Student", "StudentOutput", "build_student", "TEACHERS", "ZeroShotTeacher",
+           "TipAdapterTeacher", "build_zeroshot_teacher", "fit_tip_adapter_f", "load_teacher", "save_teacher"]

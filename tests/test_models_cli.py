@@ -1,0 +1,89 @@
+import json
+
+import pytest
+import torch
+
+from dho.cli import main
+from dho.models import TipAdapterTeacher, load_teacher
+from dho.models.clip import open_clip
+
+torch.set_num_threads(1)
+
+TINY = "dho-test-cli-clip"
+TINY_CFG = {"embed_dim": 32,
+            "vision_cfg": {"image_size": 16, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny generated "shapes" dataset, a 1-shot split manifest and tiny CLIP weights."""
+    from dho.data import get_dataset
+    from dho.data.splits import make_split
+    from dho.demo.data import ShapesParams, generate_shapes
+
+    root = tmp_path_factory.mktemp("data")
+    generate_shapes(root, ShapesParams(train=2, val=1, test=2, size=16), progress=False)
+    manifest = root / "split.json"
+    make_split(get_dataset("shapes", root), {"kind": "fewshot", "shots": 1}, seed=1).save(manifest)
+    (root / f"{TINY}.json").write_text(json.dumps(TINY_CFG))
+    oc = open_clip()
+    oc.add_model_config(root / f"{TINY}.json")
+    torch.manual_seed(0)
+    weights = root / "tiny.pt"
+    torch.save(oc.create_model(TINY).state_dict(), weights)
+    return root, manifest, weights
+
+
+def test_students_lists_every_student(capsys):
+    assert main(["students"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["clip_tiny", "clip_vit_b16", "clip_vit_l14_336",
+                                                  "mobilenet_v2", "resnet18"]
+
+
+def test_teacher_commands_end_to_end(setup, tmp_path, capsys):
+    root, manifest, weights = setup
+    zs = tmp_path / "zs.pt"
+    common = ["--dataset", "shapes", "--root", str(root), "--device", "cpu", "--quiet"]
+    assert main(["teacher", "zeroshot", *common, "--model", TINY, "--pretrained", str(weights),
+                 "--out", str(zs)]) == 0
+    teacher = load_teacher(zs, expected_classes=12)
+    assert teacher.model == TINY and teacher.num_classes == 12
+
+    out_json = tmp_path / "eval" / "zs.json"
+    assert main(["teacher", "eval", *common, "--teacher", str(zs), "--num-workers", "0",
+                 "--out", str(out_json)]) == 0
+    result = json.loads(out_json.read_text())
+    assert result["split"] == "test" and result["num_images"] == 24 and result["kind"] == "zeroshot"
+    # the reported accuracy is the teacher's accuracy on the eval crops, recomputed here
+    from dho.data import ImageList, eval_transform, get_dataset
+
+    source = get_dataset("shapes", root)
+    images = ImageList(source, source.items("test"), eval_transform(16))
+    x = torch.stack([images[i][0] for i in range(len(images))])
+    y = torch.tensor([images[i][1] for i in range(len(images))])
+    expected = 100.0 * (teacher(x).argmax(1) == y).float().mean().item()
+    assert result["accuracy"] == pytest.approx(expected)
+
+    tip = tmp_path / "tip.pt"
+    assert main(["teacher", "tip-adapter-f", *common, "--base", str(zs), "--split-manifest", str(manifest),
+                 "--epochs", "1", "--augment-epochs", "1", "--num-workers", "0",
+                 "--out", str(tip)]) == 0
+    fitted = load_teacher(tip, expected_classes=12)
+    assert isinstance(fitted, TipAdapterTeacher) and fitted.cache_keys.shape == (12, 32)
+
+
+def test_teacher_command_errors(setup, tmp_path, capsys):
+    root, manifest, weights = setup
+    common = ["--dataset", "shapes", "--root", str(root), "--device", "cpu", "--quiet"]
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    assert main(["teacher", "eval", *common, "--teacher", str(bad)]) == 2
+    assert "error: teacher file" in capsys.readouterr().err
+    assert main(["teacher", "zeroshot", *common, "--model", "no-such-model", "--pretrained", "x",
+                 "--out", str(tmp_path / "t.pt")]) == 2
+    assert "unknown open_clip model 'no-such-model'" in capsys.readouterr().err
+    assert main(["teacher", "tip-adapter-f", *common, "--base", str(bad), "--split-manifest", str(manifest),
+                 "--image-size", "16", "--epochs", "0", "--out", str(tmp_path / "t.pt")]) == 2
+    assert "--epochs = 0" in capsys.readouterr().err
