@@ -76,6 +76,8 @@ class RunSpec:
         if not isinstance(d, dict):
             raise ConfigError(f"{source}: expected a mapping of spec keys, got {type(d).__name__}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        d = dict(d)
+        recorded_hash = d.pop("spec_hash", None)  # a run's spec.json carries its hash
         unknown = sorted(set(d) - set(fields))
         if unknown:
             raise ConfigError(f"{source}: unknown spec key(s) {', '.join(unknown)}; "
@@ -83,6 +85,9 @@ class RunSpec:
         kwargs = {k: _coerce(k, v, _field_type(fields[k]), source) for k, v in d.items()}
         spec = cls(**kwargs)
         spec.validate(source)
+        if recorded_hash is not None and recorded_hash != spec.hash:
+            raise ConfigError(f"{source}: key 'spec_hash' = {recorded_hash!r} does not match the spec's hash "
+                              f"{spec.hash} (edited spec.json?); drop the key to use the spec as it is")
         return spec
 
     def validate(self, source: str = "spec") -> None:
@@ -90,6 +95,8 @@ class RunSpec:
             if not cond:
                 raise ConfigError(f"{source}: key '{key}' = {getattr(self, key)!r}: expected {what}")
 
+        for key in ("dataset", "student", "method", "mlflow_experiment", "device"):
+            need(getattr(self, key) != "", key, "a non-empty string")
         need(self.epochs >= 1, "epochs", "an integer >= 1")
         need(self.batch_size >= 1, "batch_size", "an integer >= 1")
         need(self.unlabeled_batch_size >= 1, "unlabeled_batch_size", "an integer >= 1")
@@ -165,6 +172,32 @@ def _coerce(key: str, value: Any, typ: str, source: str) -> Any:
     return value
 
 
+def _yaml_loader():
+    """A SafeLoader that also reads ``5e-5``/``1e3`` as floats (YAML 1.1 needs a dot)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+        list("-+0123456789."))
+    return Loader
+
+
+def _yaml_load(text: str) -> Any:
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """Parse ``key=value`` overrides; values are YAML scalars/flow mappings; dots nest."""
     import yaml
@@ -175,7 +208,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = _yaml_load(raw) if raw != "" else ""
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
         node = out
@@ -207,7 +240,7 @@ def load_spec(files: list[str] | tuple = (), overrides: list[str] | tuple = ()) 
         if not p.is_file():
             raise ConfigError(f"spec file not found: {p}")
         try:
-            d = yaml.safe_load(p.read_text()) or {}
+            d = _yaml_load(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"spec file {p} is not valid YAML/JSON: {e}") from None
         if not isinstance(d, dict):

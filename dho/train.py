@@ -1,0 +1,689 @@
+"""One training run: ``dho train --spec FILE.yaml [--set k=v ...] --out RUN_DIR``.
+
+:func:`run_training` follows the protocol of the method card (docs/DESIGN.md "One run"):
+
+1. the dataset layout is checked first (bad layouts fail in seconds);
+2. the label split comes from ``spec.split_manifest`` (verified against the spec) or is
+   computed with :func:`dho.data.splits.make_split`;
+3. each step runs ONE student forward over ``cat([x_l, x_u])`` and ONE teacher call on
+   the same batch (``torch.inference_mode``, fp16 autocast on CUDA); the method object
+   (``heads``, ``needs_teacher``, ``loss``) decides everything method-specific;
+4. every ``grad_cosine_every`` steps the cosine between d(sup)/d(feature) and
+   d(distill)/d(feature) is measured (gradient-conflict diagnostic);
+5. each epoch: both heads on val, (alpha, beta) searched (or fixed), best-val state kept,
+   ``history.csv``/``grad_cosine.csv``/``checkpoint.pt`` written atomically;
+6. at the end the best state is evaluated on test, logits saved, ``metrics.json`` last.
+
+Epochs.  ``epoch_length: labeled`` = one pass over the labeled loader (the unlabeled
+loader is cycled if it is shorter); ``unlabeled`` = one pass over the unlabeled loader
+with the labeled loader cycled.  Methods without a teacher (``needs_teacher`` False, e.g.
+the CE baseline) run the same number of steps per epoch with the same labeled batches and
+schedule, but load no unlabeled images (``out_u``, ``t_l``, ``t_u`` are None).
+
+Determinism and resume.  Every epoch re-seeds python/numpy/torch and the loaders'
+``torch.Generator`` from ``(seed, epoch)``; the sampler draws the permutation and one
+augmentation seed per image from it (:class:`SeededSampler`), so crops do not depend on
+``num_workers``.  A run resumed from the epoch checkpoint reproduces the uninterrupted run
+exactly on CPU with the same thread count (``torch.use_deterministic_algorithms`` is on).
+
+Concurrency.  An exclusive ``fcntl.flock`` on ``RUN_DIR/.lock`` is held while training:
+a second launch of the same run waits, then finds it done and returns its metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import submitit
+import torch
+
+from .errors import CheckpointError, ConfigError, DataError, TrainingError
+from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
+from .spec import RunSpec, load_spec
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "lr", "val_acc_ce", "val_acc_kd", "val_acc", "alpha", "beta",
+                   "grad_cosine")
+CHECKPOINT_KEYS = ("spec_hash", "epoch", "step", "model", "optimizer", "scheduler", "rng", "best", "history",
+                   "grad_cosines", "train_seconds", "train_images", "wall_time_s")
+METRICS_KEYS = ("status", "spec_hash", "spec", "dataset", "labels", "student", "teacher", "method", "seed",
+                "test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch", "epochs",
+                "teacher_test_acc", "grad_cosine_mean", "wall_time_s", "images_per_s", "gpu_hours", "device",
+                "git_commit", "mlflow_run_id", "slurm_job_id")
+
+
+# ---------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; anything else must be a valid torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"key 'device' = {name!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"key 'device' = {name!r}: CUDA is not available on this machine")
+    return dev
+
+
+def derive_seed(*parts: int) -> int:
+    """A 31-bit seed derived from integers (e.g. ``(seed, epoch, stream)``)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0]) & 0x7FFFFFFF
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class SeededSampler(torch.utils.data.Sampler):
+    """Shuffled indices of ``n`` items, each paired with its own augmentation seed; a new
+    permutation and new seeds per pass, all drawn from ``generator``."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n = n
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        perm = torch.randperm(self.n, generator=self.generator).tolist()
+        seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=self.generator).tolist()
+        return iter(zip(perm, seeds))
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """Applies ``dataset[index]`` under ``torch.manual_seed(seed)`` for ``(index, seed)`` keys,
+    restoring the caller's RNG, so the augmentation of an image does not depend on the
+    number of loader workers or on which worker loads it."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states as plain lists/tensors (loadable with ``weights_only=True``)."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def lr_factor(step: int, total_steps: int, warmup: float, start_factor: float, schedule: str) -> float:
+    """LR multiplier: linear warm-up from ``start_factor`` over ``warmup`` (fraction of all
+    steps if < 1, else a step count), then linear decay to 0 or cosine."""
+    warm = int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
+    warm = min(warm, total_steps)
+    if step < warm:
+        return start_factor + (1.0 - start_factor) * step / warm
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+def cycle(make_iter) -> Iterator:
+    """Iterate ``make_iter()`` forever, starting a new pass (new shuffle) when one ends."""
+    while True:
+        yielded = False
+        for item in make_iter():
+            yielded = True
+            yield item
+        if not yielded:
+            raise DataError("a data loader is empty")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def _slurm_job_id() -> str | None:
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID") or None
+
+
+def labels_name(spec: RunSpec) -> str:
+    """``spec.tags['labels']`` or a name derived from the split: 4shot, 1pct, list-1percent."""
+    if "labels" in spec.tags:
+        return str(spec.tags["labels"])
+    kind = spec.split["kind"]
+    if kind == "fewshot":
+        return f"{spec.split['shots']}shot"
+    if kind == "percent":
+        p = spec.split["percent"]
+        return f"{int(p) if float(p).is_integer() else p}pct"
+    return f"list-{Path(spec.split['file']).stem}"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_done(run_dir: Path, spec_hash: str) -> dict[str, Any] | None:
+    """``metrics.json`` of ``run_dir`` if the run is done for ``spec_hash`` (DESIGN.md), else None."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(m, dict) and m.get("status") == "complete" and m.get("spec_hash") == spec_hash:
+        return m
+    return None
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (blocks until other holders release it)."""
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _split_output(out, n: int):
+    """Split a StudentOutput over ``cat([x_l, x_u])`` into the labeled and unlabeled parts."""
+    cls = type(out)
+    first = cls(*(t[:n] for t in out))
+    rest = cls(*(t[n:] for t in out)) if out.feature.shape[0] > n else None
+    return first, rest
+
+
+def _write_csv(path: Path, columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+    atomic_write_text(path, buf.getvalue())
+
+
+def save_logits(path: Path, ce: torch.Tensor, kd: torch.Tensor, labels: torch.Tensor) -> None:
+    """Save both heads' logits and the labels as ``.npz`` (atomic)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, ce=ce.float().numpy(), kd=kd.float().numpy(), labels=labels.long().numpy())
+
+
+# ---------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------
+def run_training(spec: RunSpec, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train one run into ``run_dir`` (default ``spec.output_dir``); return its metrics.
+
+    Returns the existing metrics without training when the run is already done; resumes
+    from ``checkpoint.pt`` when one with the same spec hash exists.
+    """
+    run_dir = run_dir if run_dir is not None else spec.output_dir
+    if run_dir is None:
+        raise ConfigError("no run directory: pass --out RUN_DIR or set key 'output_dir'")
+    run_dir = Path(run_dir)
+    done = load_done(run_dir, spec.hash)
+    if done is not None:
+        return done
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create run directory {run_dir}: {e.strerror}") from None
+    with exclusive_lock(run_dir / ".lock"):
+        done = load_done(run_dir, spec.hash)
+        if done is not None:
+            return done
+        deterministic_before = torch.are_deterministic_algorithms_enabled()
+        try:
+            return _Run(spec, run_dir).execute()
+        finally:
+            torch.use_deterministic_algorithms(deterministic_before)
+
+
+class _Run:
+    """State of one training run; :meth:`execute` does the work."""
+
+    def __init__(self, spec: RunSpec, run_dir: Path):
+        self.spec = spec
+        self.run_dir = run_dir
+        self.spec_hash = spec.hash
+        self.t_start = time.time()
+
+    # -- setup -------------------------------------------------------------------------
+    def execute(self) -> dict[str, Any]:
+        from .tracking import RunTracker
+
+        spec = self.spec
+        self.device = resolve_device(spec.device)
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self._setup_data()
+        seed_everything(spec.seed)  # student initialisation
+        self._setup_models()
+        ckpt = self._load_checkpoint()  # validates before anything is written
+        atomic_write_json(self.run_dir / "spec.json", {**spec.to_dict(), "spec_hash": self.spec_hash})
+        self.tracker = RunTracker(spec, self.run_dir)
+        self.git_commit = _git_commit()
+        self.slurm_job_id = _slurm_job_id()
+        self.mlflow_run_id = self.tracker.start({"git_commit": self.git_commit, "slurm_job_id": self.slurm_job_id,
+                                                 "run_dir": str(self.run_dir.resolve())})
+        try:
+            self._setup_optim()
+            if ckpt is not None:
+                self._restore(ckpt)
+            self._train()
+            metrics = self._finish()
+        except BaseException:
+            self.tracker.finish(None, status="FAILED")
+            raise
+        self.tracker.finish(metrics)
+        return metrics
+
+    def _setup_data(self) -> None:
+        from . import data
+        from .data import splits
+
+        spec = self.spec
+        source = data.get_dataset(spec.dataset, spec.data_root)
+        data.assert_dataset_ok(source)
+        self.source = source
+        if spec.split_manifest:
+            manifest = splits.SplitManifest.load(spec.split_manifest)
+            mismatch = [(k, getattr(manifest, k), v) for k, v in
+                        (("dataset", spec.dataset), ("split", spec.split), ("seed", spec.split_seed))
+                        if getattr(manifest, k) != v]
+            if mismatch:
+                k, got, want = mismatch[0]
+                raise ConfigError(f"split manifest {spec.split_manifest}: {k} = {got!r} but the spec has {want!r}")
+        else:
+            manifest = splits.make_split(source, spec.split, spec.split_seed)
+        if not manifest.labeled:
+            raise DataError(f"split {spec.split} of dataset {spec.dataset} has no labeled images")
+        self.manifest = manifest
+        train_tf = data.train_transform(spec.image_size, spec.crop_scale_min)
+        eval_tf = data.eval_transform(spec.image_size)
+        self.labeled_set = data.ImageList(source, list(manifest.labeled), train_tf)
+        self.unlabeled_set = data.ImageList(source, [(p, -1) for p in manifest.unlabeled], train_tf)
+        self.val_set = data.ImageList(source, source.items("val"), eval_tf)
+        self.test_set = data.ImageList(source, source.items("test"), eval_tf)
+        for name, ds in (("val", self.val_set), ("test", self.test_set)):
+            if len(ds) == 0:
+                raise DataError(f"dataset {spec.dataset} under {spec.data_root} has no {name} images")
+
+    def _setup_models(self) -> None:
+        from .methods import METHODS
+        from .models import build_student, load_teacher
+
+        spec = self.spec
+        self.method = METHODS.get(spec.method)
+        if hasattr(self.method, "resolve_args"):  # fail on bad method_args before training starts
+            self.method.resolve_args(spec.method_args)
+        num_classes = self.source.num_classes
+        self.teacher = None
+        if spec.teacher_file is not None:
+            path = Path(spec.teacher_file)
+            if not path.is_file():
+                raise CheckpointError(f"teacher file not found: {path}")
+            if spec.teacher_sha is not None and not file_sha256(path).startswith(spec.teacher_sha):
+                raise CheckpointError(f"teacher file {path} does not match key 'teacher_sha' = {spec.teacher_sha!r}")
+            self.teacher = load_teacher(path, self.device, expected_classes=num_classes)
+            self.teacher.eval()
+        if self.method.needs_teacher and self.teacher is None:
+            raise ConfigError(f"method '{spec.method}' needs a teacher: set key 'teacher_file'")
+        self.student = build_student(spec.student, num_classes, heads=self.method.heads,
+                                     pretrained=spec.student_pretrained, classnames=self.source.classnames,
+                                     templates=self.source.templates, **spec.student_kwargs).to(self.device)
+
+    def _loader(self, dataset, batch_size: int, generator: torch.Generator | None = None):
+        """A loader in dataset order, or shuffled with per-image augmentation seeds from ``generator``."""
+        sampler = None
+        if generator is not None:
+            dataset, sampler = SeededItems(dataset), SeededSampler(len(dataset), generator)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                                           num_workers=self.spec.num_workers, drop_last=False,
+                                           pin_memory=self.device.type == "cuda")
+
+    def _steps_per_epoch(self) -> int:
+        n_l = math.ceil(len(self.labeled_set) / self.spec.batch_size)
+        if self.spec.epoch_length == "labeled":
+            return n_l
+        n_u = math.ceil(len(self.unlabeled_set) / self.spec.unlabeled_batch_size)
+        if n_u == 0:
+            raise DataError(f"epoch_length 'unlabeled' but split {self.spec.split} leaves no unlabeled images")
+        return n_u
+
+    def _setup_optim(self) -> None:
+        spec = self.spec
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.total_steps = self.steps_per_epoch * spec.epochs
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+        total, warmup, start, schedule = self.total_steps, spec.warmup, spec.warmup_start_factor, spec.schedule
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, total, warmup, start, schedule))
+        self.epoch = 0  # completed epochs
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.grad_cosines: list[tuple[int, float]] = []
+        self.best: dict[str, Any] = {"epoch": 0, "val_acc": -1.0, "alpha": None, "beta": None, "state": None}
+        self.train_seconds = 0.0
+        self.train_images = 0
+        self.wall_before = 0.0
+
+    # -- checkpoint ----------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        for stale in self.run_dir.glob(".*.tmp"):  # left by a write killed mid-way; we hold the lock
+            stale.unlink(missing_ok=True)
+        path = self.ckpt_path
+        if not path.exists():
+            return None
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); "
+                                  f"delete it to restart this run from scratch") from None
+        if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
+            raise CheckpointError(f"checkpoint {path} is not a dho training checkpoint (missing keys); "
+                                  f"delete it to restart this run from scratch")
+        if ckpt["spec_hash"] != self.spec_hash:
+            raise ConfigError(f"run directory {self.run_dir} holds another spec (checkpoint spec_hash "
+                              f"{ckpt['spec_hash']}, requested {self.spec_hash}); use another --out")
+        return ckpt
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        try:
+            self.student.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"checkpoint {self.ckpt_path} does not fit this model: "
+                                  f"{str(e).splitlines()[0]}; delete it to restart") from None
+        set_rng_state(ckpt["rng"])
+        self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
+        self.best = ckpt["best"]
+        self.history = list(ckpt["history"])
+        self.grad_cosines = [(int(s), float(c)) for s, c in ckpt["grad_cosines"]]
+        self.train_seconds = float(ckpt["train_seconds"])
+        self.train_images = int(ckpt["train_images"])
+        self.wall_before = float(ckpt["wall_time_s"])
+
+    def _save_checkpoint(self) -> None:
+        atomic_torch_save({
+            "spec_hash": self.spec_hash, "epoch": self.epoch, "step": self.step,
+            "model": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": rng_state(), "best": self.best,
+            "history": self.history, "grad_cosines": [list(p) for p in self.grad_cosines],
+            "train_seconds": self.train_seconds, "train_images": self.train_images,
+            "wall_time_s": self._wall_time(),
+        }, self.ckpt_path)
+
+    def _wall_time(self) -> float:
+        return self.wall_before + (time.time() - self.t_start)
+
+    # -- training ------------------------------------------------------------------------
+    def _train(self) -> None:
+        from tqdm.auto import tqdm
+
+        spec = self.spec
+        epochs = tqdm(range(self.epoch + 1, spec.epochs + 1), desc="epochs", initial=self.epoch,
+                      total=spec.epochs, disable=not spec.progress, file=sys.stderr)
+        for epoch in epochs:
+            t0 = time.time()
+            train_loss, cosines = self._train_epoch(epoch)
+            self.train_seconds += time.time() - t0
+            row = self._validate(epoch, train_loss, cosines)
+            self.epoch = epoch
+            self.history.append(row)
+            _write_csv(self.run_dir / "history.csv", HISTORY_COLUMNS, self.history)
+            _write_csv(self.run_dir / "grad_cosine.csv", ("step", "cosine"),
+                       [{"step": s, "cosine": c} for s, c in self.grad_cosines])
+            self._save_checkpoint()
+            self.tracker.log_epoch(row)
+            self.tracker.log_grad_cosines(cosines)
+            epochs.set_postfix(loss=f"{train_loss:.4f}", val=f"{row['val_acc']:.2f}")
+
+    def _epoch_batches(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        """(labeled batch, unlabeled batch or None) for one epoch; seeded from (seed, epoch)."""
+        spec = self.spec
+        seed_everything(derive_seed(spec.seed, epoch, 0))
+        g_l = torch.Generator().manual_seed(derive_seed(spec.seed, epoch, 1))
+        g_u = torch.Generator().manual_seed(derive_seed(spec.seed, epoch, 2))
+        labeled = self._loader(self.labeled_set, spec.batch_size, g_l)
+        steps = self.steps_per_epoch
+        lab_iter = cycle(lambda: iter(labeled))
+        if not self.method.needs_teacher or len(self.unlabeled_set) == 0:
+            return ((next(lab_iter), None) for _ in range(steps))
+        unlabeled = self._loader(self.unlabeled_set, spec.unlabeled_batch_size, g_u)
+        unl_iter = cycle(lambda: iter(unlabeled))
+        return ((next(lab_iter), next(unl_iter)) for _ in range(steps))
+
+    def _train_epoch(self, epoch: int) -> tuple[float, list[tuple[int, float]]]:
+        from tqdm.auto import tqdm
+
+        spec = self.spec
+        self.student.train()
+        cosines: list[tuple[int, float]] = []
+        total_loss, n_steps = 0.0, 0
+        bar = tqdm(self._epoch_batches(epoch), total=self.steps_per_epoch, desc=f"epoch {epoch}", leave=False,
+                   disable=not spec.progress, file=sys.stderr)
+        for (x_l, y, _), batch_u in bar:
+            x_l, y = x_l.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            n_l = x_l.shape[0]
+            x = x_l if batch_u is None else torch.cat([x_l, batch_u[0].to(self.device, non_blocking=True)])
+            out = self.student(x)
+            out_l, out_u = _split_output(out, n_l)
+            t_l = t_u = None
+            if self.method.needs_teacher:
+                t = self._teacher_logits(x)
+                t_l, t_u = t[:n_l], (t[n_l:] if t.shape[0] > n_l else None)
+            loss, terms = self.method.loss(out_l, out_u, y, t_l, t_u, **spec.method_args)
+            if not torch.isfinite(loss).all():
+                detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                raise TrainingError(f"non-finite loss {float(loss.detach()):.4g} at epoch {epoch}, step {self.step + 1} "
+                                    f"(terms: {detail or 'none'}); lower lr or check the teacher/data")
+            self.step += 1
+            if spec.grad_cosine_every and self.step % spec.grad_cosine_every == 0:
+                cos = self._grad_cosine(terms, out.feature)
+                if cos is not None:
+                    cosines.append((self.step, cos))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.last_lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            total_loss += float(loss.detach())
+            n_steps += 1
+            self.train_images += x.shape[0]
+        self.grad_cosines.extend(cosines)
+        return total_loss / max(1, n_steps), cosines
+
+    def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16,
+                                                    enabled=self.device.type == "cuda"):
+            t = self.teacher(x)
+        return t.float().clone()  # a normal tensor (inference tensors cannot be saved for backward)
+
+    @staticmethod
+    def _grad_cosine(terms: dict[str, torch.Tensor], feature: torch.Tensor) -> float | None:
+        """Cosine between d(sup)/d(feature) and d(distill)/d(feature), flattened over the batch."""
+        if "sup" not in terms or "distill" not in terms or not feature.requires_grad:
+            return None
+        g_sup, = torch.autograd.grad(terms["sup"], feature, retain_graph=True, allow_unused=True)
+        g_dis, = torch.autograd.grad(terms["distill"], feature, retain_graph=True, allow_unused=True)
+        if g_sup is None or g_dis is None:
+            return None
+        cos = torch.nn.functional.cosine_similarity(g_sup.flatten().double(), g_dis.flatten().double(), dim=0,
+                                                    eps=1e-12)
+        return float(cos)
+
+    # -- evaluation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def _predict(self, dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Both heads' logits (cpu, float32) and labels over ``dataset`` (eval mode)."""
+        self.student.eval()
+        ce, kd, labels = [], [], []
+        for x, y, _ in self._loader(dataset, max(self.spec.batch_size, self.spec.unlabeled_batch_size)):
+            out = self.student(x.to(self.device))
+            ce.append(out.ce.float().cpu())
+            kd.append(out.kd.float().cpu())
+            labels.append(y)
+        return torch.cat(ce), torch.cat(kd), torch.cat(labels)
+
+    def _choose(self, ce: torch.Tensor, kd: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
+        """(accuracy %, alpha, beta) on these logits: searched, or the spec's fixed pair."""
+        from .inference import accuracy, combine_heads, search_alpha_beta
+
+        if self.spec.alpha_beta == "search":
+            acc, alpha, beta = search_alpha_beta(ce, kd, labels)
+            return float(acc), float(alpha), float(beta)
+        alpha, beta = self.spec.alpha, self.spec.beta
+        return float(accuracy(combine_heads(ce, kd, alpha, beta), labels)), alpha, beta
+
+    def _validate(self, epoch: int, train_loss: float, cosines: list[tuple[int, float]]) -> dict[str, Any]:
+        from .inference import accuracy
+
+        ce, kd, labels = self._predict(self.val_set)
+        val_acc, alpha, beta = self._choose(ce, kd, labels)
+        if val_acc > self.best["val_acc"]:
+            self.best = {"epoch": epoch, "val_acc": val_acc, "alpha": alpha, "beta": beta,
+                         "state": {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()}}
+        return {"epoch": epoch, "train_loss": train_loss, "lr": self.last_lr,
+                "val_acc_ce": float(accuracy(ce, labels)), "val_acc_kd": float(accuracy(kd, labels)),
+                "val_acc": val_acc, "alpha": alpha, "beta": beta,
+                "grad_cosine": float(np.mean([c for _, c in cosines])) if cosines else None}
+
+    @torch.no_grad()
+    def _teacher_accuracy(self, dataset) -> float:
+        from .inference import accuracy
+
+        logits, labels = [], []
+        for x, y, _ in self._loader(dataset, max(self.spec.batch_size, self.spec.unlabeled_batch_size)):
+            logits.append(self._teacher_logits(x.to(self.device)).cpu())
+            labels.append(y)
+        return float(accuracy(torch.cat(logits), torch.cat(labels)))
+
+    def _teacher_name(self) -> str:
+        """``spec.tags['teacher']``, else the teacher file's kind, else ``"none"``."""
+        if "teacher" in self.spec.tags:
+            return str(self.spec.tags["teacher"])
+        if self.teacher is None:
+            return "none"
+        return str(getattr(self.teacher, "kind", None) or Path(self.spec.teacher_file).stem)
+
+    def _finish(self) -> dict[str, Any]:
+        from .inference import accuracy, combine_heads
+
+        spec = self.spec
+        self.student.load_state_dict(self.best["state"])
+        alpha, beta = self.best["alpha"], self.best["beta"]
+        ce_v, kd_v, y_v = self._predict(self.val_set)
+        ce_t, kd_t, y_t = self._predict(self.test_set)
+        save_logits(self.run_dir / "logits_val.npz", ce_v, kd_v, y_v)
+        save_logits(self.run_dir / "logits_test.npz", ce_t, kd_t, y_t)
+        teacher_acc = self._teacher_accuracy(self.test_set) if self.teacher is not None else None
+        cos = [c for _, c in self.grad_cosines]
+        wall = self._wall_time()
+        n_gpus = 1 if self.device.type == "cuda" else 0
+        metrics = {
+            "status": "complete", "spec_hash": self.spec_hash, "spec": spec.to_dict(),
+            "dataset": spec.dataset, "labels": labels_name(spec), "student": spec.student,
+            "teacher": self._teacher_name(),
+            "method": spec.method, "seed": spec.seed,
+            "test_acc": float(accuracy(combine_heads(ce_t, kd_t, alpha, beta), y_t)),
+            "test_acc_ce": float(accuracy(ce_t, y_t)), "test_acc_kd": float(accuracy(kd_t, y_t)),
+            "val_acc": float(self.best["val_acc"]), "alpha": alpha, "beta": beta,
+            "best_epoch": int(self.best["epoch"]), "epochs": spec.epochs,
+            "teacher_test_acc": teacher_acc, "grad_cosine_mean": float(np.mean(cos)) if cos else None,
+            "wall_time_s": wall,
+            "images_per_s": self.train_images / self.train_seconds if self.train_seconds > 0 else None,
+            "gpu_hours": wall / 3600.0 * n_gpus, "device": str(self.device),
+            "git_commit": self.git_commit, "mlflow_run_id": self.mlflow_run_id, "slurm_job_id": self.slurm_job_id,
+        }
+        atomic_write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+
+# ---------------------------------------------------------------------------------------
+# submitit and CLI
+# ---------------------------------------------------------------------------------------
+class TrainJob(submitit.helpers.Checkpointable):
+    """A submitit callable: runs one training run; on preemption/timeout it is requeued
+    with the same arguments and resumes from the last epoch checkpoint."""
+
+    def __call__(self, spec_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
+        return run_training(RunSpec.from_dict(spec_dict), run_dir)
+
+    def checkpoint(self, spec_dict: dict[str, Any], run_dir: str) -> submitit.helpers.DelayedSubmission:
+        return submitit.helpers.DelayedSubmission(TrainJob(), spec_dict, run_dir)
+
+
+def _cmd_train(args) -> int:
+    spec = load_spec(args.spec, args.set or [])
+    run_dir = args.out or spec.output_dir
+    metrics = run_training(spec, run_dir)
+    print(f"{run_dir}: test_acc {metrics['test_acc']:.2f} (ce {metrics['test_acc_ce']:.2f}, "
+          f"kd {metrics['test_acc_kd']:.2f}; alpha {metrics['alpha']}, beta {metrics['beta']}, "
+          f"best epoch {metrics['best_epoch']})")
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("train", help="train one run from a spec (resumes; no-op when done)")
+    p.add_argument("--spec", action="extend", nargs="+", required=True, metavar="FILE",
+                   help="spec file(s) (YAML/JSON), merged in order (later ones win)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key (dots nest)")
+    p.add_argument("--out", default=None, metavar="RUN_DIR", help="run directory (overrides output_dir)")
+    p.set_defaults(func=_cmd_train)

@@ -1,0 +1,411 @@
+"""The training run end to end on tiny generated data (CPU): outputs, determinism,
+kill-and-resume, submitit checkpointing, MLflow logging and the run-level bad inputs."""
+
+import csv
+import fcntl
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+import submitit  # noqa: E402
+
+from dho import train  # noqa: E402
+from dho.errors import CheckpointError, ConfigError, DataError, TrainingError  # noqa: E402
+from dho.spec import RunSpec  # noqa: E402
+from fake_datasets import make_fake_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# Keys of metrics.json that must be identical for the same spec and seed.
+RESULT_KEYS = ("test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch",
+               "teacher_test_acc", "grad_cosine_mean", "labels", "teacher", "spec_hash")
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """A tiny CoOp-layout dataset (3 classes) and a tiny zero-shot CLIP teacher file."""
+    from dho.data import get_dataset
+    from dho.models import build_zeroshot_teacher, save_teacher
+    from dho.models.clip import create_clip
+
+    root = tmp_path_factory.mktemp("assets")
+    make_fake_dataset("dtd", root / "data", num_classes=3, per_class=(6, 2, 2), size=16)
+    source = get_dataset("dtd", root / "data")
+    torch.manual_seed(0)
+    weights = root / "tiny_clip.pt"
+    torch.save(create_clip("dho-tiny-clip", None).state_dict(), weights)
+    teacher = build_zeroshot_teacher("dho-tiny-clip", str(weights), source.classnames, source.templates[:2],
+                                     progress=False)
+    save_teacher(teacher, root / "teacher.pt")
+    return root
+
+
+def make_spec(assets: Path, mlflow_db: Path, **kw) -> RunSpec:
+    base = dict(dataset="dtd", data_root=str(assets / "data"), split={"kind": "fewshot", "shots": 2},
+                student="mobilenet_v2", student_pretrained=False, student_kwargs={"image_size": 16},
+                teacher_file=str(assets / "teacher.pt"), method="dho", epochs=3, batch_size=4,
+                unlabeled_batch_size=4, image_size=16, num_workers=0, grad_cosine_every=1, progress=False,
+                mlflow_uri=f"sqlite:///{mlflow_db}", tags={"suite": "unit"})
+    base.update(kw)
+    return RunSpec(**base)
+
+
+@pytest.fixture(scope="module")
+def baseline(assets, tmp_path_factory):
+    """One uninterrupted run: (spec, run_dir, metrics)."""
+    out = tmp_path_factory.mktemp("baseline")
+    spec = make_spec(assets, out / "mlflow.db")
+    metrics = train.run_training(spec, out / "run")
+    return spec, out / "run", metrics
+
+
+def results(m: dict) -> dict:
+    return {k: m[k] for k in RESULT_KEYS}
+
+
+def same_outputs(dir_a: Path, dir_b: Path) -> None:
+    for name in ("logits_val.npz", "logits_test.npz"):
+        with np.load(dir_a / name, allow_pickle=False) as a, np.load(dir_b / name, allow_pickle=False) as b:
+            for key in ("ce", "kd", "labels"):
+                np.testing.assert_array_equal(a[key], b[key])
+    assert (dir_a / "history.csv").read_text() == (dir_b / "history.csv").read_text()
+    assert (dir_a / "grad_cosine.csv").read_text() == (dir_b / "grad_cosine.csv").read_text()
+
+
+# --------------------------------------------------------------------------------------
+def test_run_writes_every_output(baseline):
+    spec, run_dir, m = baseline
+    for name in ("spec.json", "checkpoint.pt", "history.csv", "grad_cosine.csv", "logits_val.npz",
+                 "logits_test.npz", "mlflow_run_id", "metrics.json"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "metrics.json").read_text()) == json.loads(json.dumps(m))
+    assert set(m) == set(train.METRICS_KEYS)
+    assert m["status"] == "complete" and m["spec_hash"] == spec.hash
+    assert m["spec"] == spec.to_dict()
+    assert (m["dataset"], m["labels"], m["student"], m["teacher"], m["method"], m["seed"]) == \
+        ("dtd", "2shot", "mobilenet_v2", "zeroshot", "dho", 1)
+    assert m["epochs"] == 3 and 1 <= m["best_epoch"] <= 3
+    for key in ("test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "teacher_test_acc"):
+        assert 0.0 <= m[key] <= 100.0, key
+    assert 0.0 <= m["alpha"] <= 1.0 and m["beta"] > 0
+    assert -1.0 <= m["grad_cosine_mean"] <= 1.0
+    assert m["device"] == "cpu" and m["gpu_hours"] == 0.0 and m["wall_time_s"] > 0 and m["images_per_s"] > 0
+    assert m["mlflow_run_id"] == (run_dir / "mlflow_run_id").read_text().strip()
+    assert m["slurm_job_id"] is None
+    spec_json = json.loads((run_dir / "spec.json").read_text())
+    assert spec_json["spec_hash"] == spec.hash and RunSpec.from_dict(
+        {k: v for k, v in spec_json.items() if k != "spec_hash"}).hash == spec.hash
+
+    with open(run_dir / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert list(rows[0]) == list(train.HISTORY_COLUMNS)
+    assert max(float(r["val_acc"]) for r in rows) == pytest.approx(m["val_acc"])
+    with open(run_dir / "grad_cosine.csv", newline="") as f:
+        cos = list(csv.DictReader(f))
+    # 6 labeled images, batch 4 -> 2 steps per epoch; measured every step
+    assert [int(r["step"]) for r in cos] == [1, 2, 3, 4, 5, 6]
+    assert np.mean([float(r["cosine"]) for r in cos]) == pytest.approx(m["grad_cosine_mean"])
+
+    with np.load(run_dir / "logits_test.npz", allow_pickle=False) as z:
+        assert z["ce"].shape == z["kd"].shape == (6, 3) and z["labels"].tolist() == [0, 0, 1, 1, 2, 2]
+        from dho.inference import accuracy, combine_heads
+
+        assert accuracy(combine_heads(z["ce"], z["kd"], m["alpha"], m["beta"]), z["labels"]) == \
+            pytest.approx(m["test_acc"])
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 3 and ckpt["spec_hash"] == spec.hash and ckpt["best"]["epoch"] == m["best_epoch"]
+
+
+def test_mlflow_receives_params_and_metrics(baseline):
+    from mlflow import MlflowClient
+
+    spec, run_dir, m = baseline
+    client = MlflowClient(tracking_uri=spec.mlflow_uri)
+    run = client.get_run(m["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["spec_hash"] == spec.hash and run.data.tags["suite"] == "unit"
+    assert run.data.params["method"] == "dho" and run.data.params["split.shots"] == "2"
+    assert run.data.metrics["test_acc"] == pytest.approx(m["test_acc"])
+    assert [x.step for x in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2, 3]
+    assert len(client.get_metric_history(run.info.run_id, "grad_cosine")) == 6
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"metrics.json", "history.csv"}
+    from dho.tracking import check_results
+
+    assert check_results(run_dir.parent, spec.mlflow_uri) == (1, [])
+
+
+def test_cli_train_on_a_done_run_prints_its_result(baseline, tmp_path, capsys):
+    from dho.cli import main
+
+    spec, run_dir, m = baseline
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(json.dumps({**spec.to_dict(), "epochs": 1}))
+    assert main(["train", "--spec", str(spec_file), "--set", "epochs=3", "--out", str(run_dir)]) == 0
+    assert f"test_acc {m['test_acc']:.2f}" in capsys.readouterr().out
+
+
+def test_done_run_is_not_trained_again(baseline):
+    spec, run_dir, m = baseline
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    assert train.run_training(spec, run_dir) == json.loads(json.dumps(m))
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+    # the submitit job returns the same metrics (already done)
+    assert train.TrainJob()(spec.to_dict(), str(run_dir))["test_acc"] == m["test_acc"]
+
+
+def test_same_spec_and_seed_gives_same_metrics(baseline, assets, tmp_path):
+    spec, run_dir, m = baseline
+    # num_workers is not part of the spec hash: loader workers must not change the numbers
+    again = train.run_training(make_spec(assets, tmp_path / "mlflow.db", num_workers=2), tmp_path / "run")
+    assert results(again) == results(m)
+    same_outputs(run_dir, tmp_path / "run")
+
+
+# kill-and-resume ----------------------------------------------------------------------
+_CHILD = r"""
+import os, sys, time, torch
+torch.set_num_threads(1)  # the same float reduction order as the in-process baseline
+stage = os.environ["DHO_TEST_STALL"]          # "after:N" or "during:N": stall at the N-th checkpoint
+marker = os.environ["DHO_TEST_MARKER"]
+when, n = stage.split(":"); n = int(n)
+calls = []
+real_save = torch.save
+def slow_save(obj, f, *a, **k):
+    real_save(obj, f, *a, **k)
+    if isinstance(obj, dict) and "optimizer" in obj:
+        calls.append(1)
+        if when == "during" and len(calls) == n:   # inside the atomic write: temp file written, not renamed
+            open(marker, "w").close(); time.sleep(600)
+torch.save = slow_save
+import dho.train
+real_ckpt = dho.train._Run._save_checkpoint
+def after(self):
+    real_ckpt(self)
+    if when == "after" and len(calls) == n:
+        open(marker, "w").close(); time.sleep(600)
+dho.train._Run._save_checkpoint = after
+from dho.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _kill_at(stage: str, spec_file: Path, run_dir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / f"stalled-{stage.replace(':', '-')}"
+    env = dict(os.environ, DHO_TEST_STALL=stage, DHO_TEST_MARKER=str(marker),
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, "train", "--spec", str(spec_file), "--out", str(run_dir)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"child exited early: {proc.stdout.read().decode()[-2000:]}")
+        assert time.time() < deadline, "child never reached the checkpoint"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_kill_and_resume_gives_the_same_metrics(baseline, assets, tmp_path):
+    spec, base_dir, m = baseline
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(make_spec(assets, tmp_path / "mlflow.db").to_dict()))
+    run_dir = tmp_path / "run"
+
+    _kill_at("after:1", spec_file, run_dir, tmp_path)  # killed right after the epoch-1 checkpoint
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    _kill_at("during:1", spec_file, run_dir, tmp_path)  # killed inside the epoch-2 checkpoint write
+    assert list(run_dir.glob(".checkpoint.pt.*.tmp")), "the killed write left its temp file"
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    mlflow_id = (run_dir / "mlflow_run_id").read_text()
+
+    resumed = train.run_training(RunSpec.from_dict(json.loads(spec_file.read_text())), run_dir)
+    assert results(resumed) == results(m)
+    same_outputs(base_dir, run_dir)
+    assert not list(run_dir.glob(".*.tmp"))
+    # the retries reused one MLflow run
+    from mlflow import MlflowClient
+
+    assert resumed["mlflow_run_id"] == mlflow_id.strip()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("dho")
+    assert len(client.search_runs([exp.experiment_id])) == 1
+
+
+def test_trainjob_checkpoint_requeues_itself(baseline):
+    spec, run_dir, _ = baseline
+    job = train.TrainJob()
+    assert isinstance(job, submitit.helpers.Checkpointable)
+    delayed = job.checkpoint(spec.to_dict(), str(run_dir))
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
+    assert isinstance(delayed.function, train.TrainJob)
+    assert delayed.args == (spec.to_dict(), str(run_dir))
+    restored = pickle.loads(pickle.dumps(delayed))  # submitit pickles it for the requeued job
+    assert restored.result()["test_acc"] == json.loads((run_dir / "metrics.json").read_text())["test_acc"]
+
+
+def test_second_launch_waits_for_the_lock_then_sees_done(baseline, tmp_path):
+    spec, base_dir, m = baseline
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    got = {}
+    with open(run_dir / ".lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # "the first launch" is training
+        t = threading.Thread(target=lambda: got.setdefault("m", train.run_training(spec, run_dir)))
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive() and "m" not in got  # waiting for the lock
+        (run_dir / "metrics.json").write_text((base_dir / "metrics.json").read_text())  # first launch finishes
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    t.join(timeout=60)
+    assert got["m"]["test_acc"] == m["test_acc"]
+    assert not (run_dir / "checkpoint.pt").exists()  # it did not train
+
+
+# bad inputs ---------------------------------------------------------------------------
+def test_nan_loss_raises_training_error(assets, tmp_path, monkeypatch):
+    from dho.methods import METHODS
+
+    method = METHODS.get("dho")
+    real = method.loss
+
+    def nan_loss(*args, **kw):
+        total, terms = real(*args, **kw)
+        return total * float("nan"), {**terms, "sup": terms["sup"] * float("nan")}
+
+    monkeypatch.setattr(method, "loss", nan_loss)
+    with pytest.raises(TrainingError, match=r"epoch 1, step 1 .*sup=nan"):
+        train.run_training(make_spec(assets, tmp_path / "mlflow.db", epochs=1), tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_corrupt_or_foreign_checkpoint(baseline, assets, tmp_path):
+    spec, base_dir, _ = baseline
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    data = (base_dir / "checkpoint.pt").read_bytes()
+    (run_dir / "checkpoint.pt").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CheckpointError, match=r"checkpoint .*checkpoint\.pt is corrupt or truncated.*delete it"):
+        train.run_training(spec, run_dir)
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train.run_training(spec, run_dir)
+    (run_dir / "checkpoint.pt").write_bytes(data)  # a checkpoint of another spec
+    with pytest.raises(ConfigError, match="holds another spec"):
+        train.run_training(make_spec(assets, tmp_path / "mlflow.db", seed=2), run_dir)
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_teacher_with_wrong_class_count(assets, tmp_path):
+    from dho.models import build_zeroshot_teacher, save_teacher
+
+    teacher = build_zeroshot_teacher("dho-tiny-clip", str(assets / "tiny_clip.pt"), ["a", "b"], ["a photo of {}."],
+                                     progress=False)
+    save_teacher(teacher, tmp_path / "t2.pt")
+    spec = make_spec(assets, tmp_path / "mlflow.db", teacher_file=str(tmp_path / "t2.pt"))
+    with pytest.raises(CheckpointError, match=r"t2\.pt has 2 classes; expected 3"):
+        train.run_training(spec, tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("key, value, error, match", [
+    ("method", "nope", ConfigError, "unknown method 'nope'"),
+    ("student", "nope", ConfigError, "unknown student 'nope'"),
+    ("teacher_file", None, ConfigError, "method 'dho' needs a teacher"),
+    ("method_args", {"lam": 2.0}, ConfigError, "method_args.lam"),
+    ("dataset", "eurosat", DataError, "eurosat"),
+    ("teacher_sha", "deadbeef", CheckpointError, "teacher_sha"),
+])
+def test_bad_run_inputs_fail_before_training(assets, tmp_path, key, value, error, match):
+    spec = make_spec(assets, tmp_path / "mlflow.db", **{key: value})
+    with pytest.raises(error, match=match):
+        train.run_training(spec, tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert not (tmp_path / "run" / "spec.json").exists()
+
+
+def test_ce_method_without_teacher_from_a_split_manifest(assets, tmp_path):
+    from dho.data import get_dataset
+    from dho.data.splits import make_split
+
+    source = get_dataset("dtd", assets / "data")
+    make_split(source, {"kind": "fewshot", "shots": 2}, 1).save(tmp_path / "split1.json")
+    make_split(source, {"kind": "fewshot", "shots": 2}, 2).save(tmp_path / "split2.json")
+    spec = make_spec(assets, tmp_path / "mlflow.db", method="ce", teacher_file=None, epochs=1,
+                     epoch_length="unlabeled", tags={"labels": "two-shots"}, num_workers=1,
+                     split_manifest=str(tmp_path / "split2.json"))
+    with pytest.raises(ConfigError, match=r"split2\.json: seed = 2 but the spec has 1"):
+        train.run_training(spec, tmp_path / "run")
+    spec.split_manifest = str(tmp_path / "split1.json")
+    m = train.run_training(spec, tmp_path / "run")
+    assert (m["teacher"], m["teacher_test_acc"], m["grad_cosine_mean"], m["labels"]) == \
+        ("none", None, None, "two-shots")
+    assert m["test_acc_ce"] == m["test_acc_kd"]  # one head
+    assert (tmp_path / "run" / "grad_cosine.csv").read_text() == "step,cosine\n"
+
+
+def test_cli_bad_spec_prints_one_error_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: three\n")
+    out = subprocess.run([sys.executable, "-m", "dho", "train", "--spec", str(bad), "--out", str(tmp_path / "r")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "'epochs'" in lines[0], out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_lr_schedule_and_labels_name():
+    f = lambda s, **kw: train.lr_factor(s, 100, **{"warmup": 0.1, "start_factor": 0.0, "schedule": "linear", **kw})  # noqa: E731
+    assert [f(0), f(5), f(10), f(55), f(100)] == [0.0, 0.5, 1.0, 0.5, 0.0]
+    assert f(0, start_factor=0.01) == 0.01 and f(10, warmup=10) == 1.0
+    assert f(10, schedule="cosine") == 1.0 and f(55, schedule="cosine") == pytest.approx(0.5)
+    assert f(100, schedule="cosine") == pytest.approx(0.0)
+    assert train.labels_name(RunSpec(split={"kind": "percent", "percent": 1})) == "1pct"
+    assert train.labels_name(RunSpec(split={"kind": "list", "file": "lists/1percent.txt"})) == "list-1percent"
+    assert train.labels_name(RunSpec(split={"kind": "fewshot", "shots": 16})) == "16shot"
+
+
+def test_device_and_slurm_id(monkeypatch):
+    assert train.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="'device'"):
+        train.resolve_device("tpu")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    assert train._slurm_job_id() == "77"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "70")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert train._slurm_job_id() == "70_3"
+
+
+def test_run_continues_when_mlflow_is_down_then_syncs(assets, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from dho.tracking import check_results, sync_run
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setattr("dho.tracking.time.sleep", lambda s: None)  # no backoff waits in the test
+    spec = make_spec(assets, tmp_path / "unused.db", method="ce", teacher_file=None, epochs=1,
+                     mlflow_uri="http://127.0.0.1:9")  # nothing listens there
+    with pytest.warns(RuntimeWarning, match="unavailable"):
+        m = train.run_training(spec, tmp_path / "runs" / "r")
+    assert m["status"] == "complete" and m["mlflow_run_id"] is None
+    assert not (tmp_path / "runs" / "r" / "mlflow_run_id").exists()
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # MLflow is back (here: another store)
+    run_id = sync_run(tmp_path / "runs" / "r", uri)
+    assert json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())["mlflow_run_id"] == run_id
+    assert MlflowClient(tracking_uri=uri).get_run(run_id).data.metrics["test_acc"] == m["test_acc"]
+    assert check_results(tmp_path / "runs", uri) == (1, [])
