@@ -15,6 +15,9 @@ from typing import Any, Iterator
 
 from .errors import DataError, OutputError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -28,6 +31,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared files
         yield tmp_path
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())

@@ -96,11 +96,17 @@ def label_levels(df: pd.DataFrame) -> list[str]:
 
 
 def find_run_dirs(root: str | os.PathLike) -> list[Path]:
-    """Run directories under ``root``: every folder holding ``metrics.json`` or ``spec.json``."""
+    """Run directories under ``root``: every folder holding ``metrics.json`` or ``spec.json``.
+
+    Copies that an MLflow store keeps as artifacts (``.../mlartifacts/...``) are not runs.
+    """
+    from ..tracking import is_artifact_copy
+
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"runs root not found or not a folder: {root}")
-    found = {p.parent for name in ("metrics.json", "spec.json") for p in root.rglob(name)}
+    found = {p.parent for name in ("metrics.json", "spec.json") for p in root.rglob(name)
+             if not is_artifact_copy(p)}
     return sorted(found)
 
 
