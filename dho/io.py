@@ -61,7 +61,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:  # a Python file: a failed write (disk full) keeps its OSError
+            try:
+                torch.save(obj, f)
+            except RuntimeError as e:  # torch wraps the OSError of f.write in a RuntimeError
+                if isinstance(e.__context__, OSError):
+                    raise e.__context__ from None  # -> OutputError naming the path
+                raise
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:

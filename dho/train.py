@@ -51,7 +51,7 @@ import numpy as np
 import submitit
 import torch
 
-from .errors import CheckpointError, ConfigError, DataError, TrainingError
+from .errors import CheckpointError, ConfigError, DataError, OutputError, TrainingError
 from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
 from .spec import RunSpec, load_spec
 
@@ -226,7 +226,11 @@ def load_done(run_dir: Path, spec_hash: str) -> dict[str, Any] | None:
 @contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (blocks until other holders release it)."""
-    with open(path, "a") as f:
+    try:
+        f = open(path, "a")
+    except OSError as e:  # read-only or foreign run directory
+        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+    with f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -277,7 +281,7 @@ def run_training(spec: RunSpec, run_dir: str | os.PathLike | None = None) -> dic
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot create run directory {run_dir}: {e.strerror}") from None
+        raise OutputError(f"cannot create run directory {run_dir}: {e.strerror}") from None
     with exclusive_lock(run_dir / ".lock"):
         done = load_done(run_dir, spec.hash)
         if done is not None:
