@@ -186,7 +186,7 @@ def read_grad_cosine(path: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in ("step", "cosine") if c not in df.columns]
     if missing:
         raise DataError(f"{path} lacks column(s) {', '.join(missing)}; expected step, cosine")
-    df = df[["step", "cosine"]].apply(pd.to_numeric, errors="coerce")
+    df = df[["step", "cosine"]].apply(pd.to_numeric, errors="coerce").astype(float)  # header-only: object dtype
     return df[np.isfinite(df["step"]) & np.isfinite(df["cosine"])].sort_values("step", kind="mergesort")
 
 

@@ -1,0 +1,45 @@
+# dho workflow: label splits -> teachers -> MLflow store -> one training run per grid cell
+# -> runs.csv -> tables / figures / (alpha, beta) re-choice.  Rules only call the package
+# CLI (`python -m dho ...`); the suites live in config.yaml (schema:
+# workflow/schemas/config.schema.yaml).
+#
+#   snakemake                                   # suite `demo`, local (profiles/default)
+#   snakemake -n --config suite=fewshot         # dry run of the whole protocol-1 grid
+#   snakemake --profile slurm --config suite=ci # every training run through sbatch
+#   snakemake --report results/report.html      # tables and figures with captions
+#
+# A new baseline = one file in workflow/rules/baselines/ (see pseudo_label.smk).
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    suite=r"[^/]+",
+    dataset=r"[^/]+",
+    labels=r"[^/]+",
+    student=r"[^/]+",
+    teacher=r"[^/]+",
+    method=r"[^/]+",
+    seed=r"\d+",
+
+
+rule all:
+    input:
+        lambda wc: [target for suite in SUITES for target in suite_targets(suite)],
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/teachers.smk"
+include: "workflow/rules/train.smk"
+
+
+for _baseline in sorted(Path(workflow.basedir, "workflow/rules/baselines").glob("*.smk")):
+
+    include: str(_baseline)
+
+
+include: "workflow/rules/results.smk"
+include: "workflow/rules/evaluate.smk"

@@ -1,0 +1,99 @@
+"""Shared fixtures: the repo's workflow in a temp folder, a tiny shapes dataset, and the
+`slurm` marker policy (skip without SLURM, but fail under CI=true)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "profiles", "slurm")
+
+
+def slurm_available() -> bool:
+    """sbatch is installed and the controller answers."""
+    if shutil.which("sbatch") is None:
+        return False
+    p = subprocess.run(["sinfo", "-h"], capture_output=True, text=True)
+    return p.returncode == 0 and bool(p.stdout.strip())
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("slurm") and not slurm_available():
+        reason = "needs a running SLURM cluster (run .ci/slurm-up.sh as root)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def env() -> dict[str, str]:
+    """Environment for subprocesses: this interpreter's bin first on PATH (rules call
+    `python -m dho`), the repo importable, MLflow telemetry off, hub offline."""
+    e = dict(os.environ)
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
+    e["PYTHONPATH"] = f"{REPO}{os.pathsep}{e['PYTHONPATH']}" if e.get("PYTHONPATH") else str(REPO)
+    e["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    e["HF_HUB_OFFLINE"] = "1"
+    return e
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A copy of the repo's workflow (Snakefile, config, rules, profiles) in a temp folder."""
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, tmp_path / name)
+    return tmp_path
+
+
+def snakemake(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120, check: bool = False
+              ) -> subprocess.CompletedProcess:
+    """Run this venv's snakemake in ``cwd``; output in ``.stdout`` (stderr merged)."""
+    exe = Path(sys.executable).parent / "snakemake"
+    p = subprocess.run([str(exe), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-4000:]}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny generated shapes dataset (16 px, 10/4/4 images per class)."""
+    from dho.demo.data import ShapesParams, generate_shapes
+
+    root = tmp_path_factory.mktemp("data")
+    generate_shapes(root, ShapesParams(train=10, val=4, test=4, size=16), progress=False)
+    return root
+
+
+def tiny_spec(root: Path, tmp: Path, method: str = "ce", epochs: int = 2, **over) -> dict:
+    """A RunSpec dict of a seconds-long CPU run on ``shapes_root`` (teacher-free by default)."""
+    from dho.spec import RunSpec
+
+    split = tmp / "split.json"
+    if not split.exists():
+        subprocess.run([sys.executable, "-m", "dho", "split", "--dataset", "shapes", "--root", str(root),
+                        "--kind", "fewshot", "--shots", "2", "--seed", "1", "--out", str(split)],
+                       check=True, capture_output=True, cwd=REPO)
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    if not (tmp / "mlflow.db").exists():  # created once, before runs fan out
+        subprocess.run([sys.executable, "-m", "dho", "mlflow-init", "--uri", uri, "--experiment", "test"],
+                       check=True, capture_output=True, cwd=REPO)
+    spec = dict(dataset="shapes", data_root=str(root), split={"kind": "fewshot", "shots": 2},
+                split_manifest=str(split), student="resnet18", student_pretrained=False,
+                student_kwargs={"image_size": 16}, method=method, epochs=epochs, batch_size=8,
+                unlabeled_batch_size=8, image_size=16, num_workers=0, device="cpu", progress=False,
+                mlflow_uri=uri, mlflow_experiment="test", tags={"suite": "test"})
+    spec.update(over)
+    RunSpec.from_dict(spec)  # fail early on a bad test spec
+    return spec

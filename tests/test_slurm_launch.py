@@ -1,0 +1,112 @@
+"""`dho submit --launcher slurm` through real sbatch + submitit: results, bounded waits,
+and preemption (submitit checkpoint -> requeue -> resume, same metrics)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, tiny_spec
+
+pytestmark = pytest.mark.slurm
+
+COMPARED = ("test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch", "spec_hash")
+
+
+def start_submit(spec: dict, tmp: Path, name: str, env: dict, *extra: str) -> tuple[subprocess.Popen, Path]:
+    spec_file = tmp / f"{name}.json"
+    spec_file.write_text(json.dumps(spec))
+    run_dir = tmp / name
+    proc = subprocess.Popen([sys.executable, "-m", "dho", "submit", "--launcher", "slurm", "--spec", str(spec_file),
+                             "--out", str(run_dir), "--log-dir", str(tmp / "logs"), "--mem-gb", "1",
+                             "--time-min", "10", "--poll-s", "1", *extra],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, run_dir
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def epochs_done(run_dir: Path) -> int:
+    try:
+        return len(list(csv.DictReader((run_dir / "history.csv").open())))
+    except OSError:
+        return 0
+
+
+def job_id(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "slurm_job.json").read_text())["job_id"]
+    except (OSError, ValueError):
+        return None
+
+
+def squeue(jid: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", jid, "-t", "all", "-o", "%T %r"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_slurm_submit_records_job_and_logs(shapes_root, tmp_path, env):
+    proc, run_dir = start_submit(tiny_spec(shapes_root, tmp_path, epochs=1), tmp_path, "run", env)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["slurm_job_id"] == job_id(run_dir)
+    assert list((tmp_path / "logs" / metrics["slurm_job_id"]).glob("*_log.out"))
+
+
+def test_cancelled_job_fails_within_bounded_time(shapes_root, tmp_path, env):
+    proc, run_dir = start_submit(tiny_spec(shapes_root, tmp_path, epochs=200), tmp_path, "run", env,
+                                 "--grace-s", "3")
+    jid = wait_for(lambda: job_id(run_dir), 60, "the job id")
+    wait_for(lambda: squeue(jid).startswith("RUNNING"), 120, "the job to start")
+    subprocess.run(["scancel", jid], check=True)
+    out, err = proc.communicate(timeout=90)  # would hang forever with job.result()
+    assert proc.returncode == 2
+    assert f"SLURM job {jid}" in err and "without a complete metrics.json" in err
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_preempted_job_requeues_resumes_and_matches_uninterrupted_run(shapes_root, tmp_path, env):
+    spec = tiny_spec(shapes_root, tmp_path, epochs=10)
+    proc, run_dir = start_submit(spec, tmp_path, "preempted", env)
+    jid = wait_for(lambda: job_id(run_dir), 60, "the job id")
+    wait_for(lambda: epochs_done(run_dir) >= 2, 240, "two epochs")
+    # what SLURM sends before preemption/time limit: submitit checkpoints and requeues
+    subprocess.run(["scancel", "--signal=USR2", jid], check=True)
+    # the requeued job waits ~2 min (BeginTime) before it starts again: let it start now
+    wait_for(lambda: squeue(jid).startswith("PENDING"), 120, "the requeue")
+    subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True, capture_output=True)
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err
+    log = "".join(f.read_text() for f in (tmp_path / "logs" / jid).glob("*_log.err"))
+    assert "SIGUSR2" in log and "REQUEUE" in log  # it really was interrupted and requeued
+    preempted = json.loads((run_dir / "metrics.json").read_text())
+    assert preempted["slurm_job_id"] == jid
+    # the same spec without interruption (in-process, with the job's 1 CPU thread: float
+    # reductions depend on the thread count) gives the same numbers
+    import torch
+
+    from dho.spec import RunSpec
+    from dho.train import run_training
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plain = run_training(RunSpec.from_dict(spec), tmp_path / "plain")
+    finally:
+        torch.set_num_threads(threads)
+    assert {k: preempted[k] for k in COMPARED} == {k: plain[k] for k in COMPARED}

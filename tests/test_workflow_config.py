@@ -1,0 +1,131 @@
+"""The workflow's config: dry runs of the suites, schema/registry errors at parse time,
+and the one-file baseline mechanism."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import snakemake
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = output.split("Job stats:", 1)[1].split("Reasons:", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_fewshot_dry_run_lists_whole_grid(workdir, env):
+    p = snakemake(["-n", "--config", "suite=fewshot"], workdir, env, check=True)
+    jobs = job_counts(p.stdout)
+    # 11 datasets x 5 shot levels x 2 students: ce once (no teacher) + kd, dho x {zs, fs}
+    assert jobs["train"] == 11 * 5 * 2 * (1 + 2 * 2)
+    assert jobs["train_pseudo_label"] == 11 * 5 * 2 * 2  # the shipped baseline joins fewshot
+    assert jobs["teacher_zeroshot"] == 11 and jobs["teacher_tip_adapter_f"] == 11 * 5
+    assert jobs["split"] == 11 * 5 and jobs["mlflow_init"] == 1 and jobs["collect"] == 1
+
+
+@pytest.mark.parametrize("suite, expect", [
+    ("imagenet_semi", {"train": 2 * 2 * 3}),          # {1, 10} % x 2 ViTs x ce/kd/dho
+    ("ood", {"evaluate": 4 * 12, "train": 12}),       # 4 OOD sets x every imagenet_semi run
+    ("ablations", {"train": 3 * 2 * 6 + 3, "collect": 2}),  # group: lambda sweep + heads
+])
+def test_other_suites_dry_run(workdir, env, suite, expect):
+    jobs = job_counts(snakemake(["-n", "--config", f"suite={suite}"], workdir, env, check=True).stdout)
+    for rule, n in expect.items():
+        assert jobs[rule] == n, (rule, jobs)
+
+
+def test_resources_depend_on_student(workdir, env):
+    p = snakemake(["-n", "-p", "--config", "suite=imagenet_semi"], workdir, env, check=True)
+    mem = {m[1]: int(m[2]) for m in re.finditer(r"--out \S+/(clip_vit_\w+)/\S+ .*?--mem-gb (\d+)", p.stdout)}
+    assert mem == {"clip_vit_b16": 64, "clip_vit_l14_336": 128}
+
+
+def _set(workdir: Path, path: list[str], value) -> None:
+    import yaml
+
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+@pytest.mark.parametrize("edit, args, key", [
+    (None, ["--config", "suite=nosuchsuite"], "'suite': unknown suite 'nosuchsuite'"),
+    (["suites", "ci", "methods", "nosuchmethod"], [], "suites.ci.methods.nosuchmethod"),
+    (["suites", "ci", "students", "resnet18", "student"], [], "suites.ci.students.resnet18"),
+    (["suites", "ci", "seeds"], [], "seeds"),
+    (["suites", "ci", "epochz"], [], "epochz"),
+    (["suites", "ci", "train", "epochs"], [], "key 'epochs' = 'two'"),
+])
+def test_bad_config_fails_at_parse_time_naming_the_key(workdir, env, edit, args, key):
+    if edit:
+        value = {"nosuchmethod": {}, "student": "nosuchstudent", "seeds": "one", "epochz": 3,
+                 "epochs": "two"}[edit[-1]]
+        if edit[-1] == "nosuchmethod":
+            _set(workdir, edit[:-1], {"ce": {"teacher": False}, "nosuchmethod": {}})
+        else:
+            _set(workdir, edit, value)
+    p = snakemake(["-n", "--config", "suite=ci", *args] if not args else ["-n", *args], workdir, env)
+    assert p.returncode != 0
+    assert key in p.stdout, p.stdout[-3000:]
+    assert "rule train" not in p.stdout  # stopped before any job was scheduled
+
+
+THROWAWAY = '''
+register_baseline("my_baseline", method="kd", suites=["ci"], args={"lam": 0.25})
+
+
+use rule train as train_my_baseline with:
+    wildcard_constraints:
+        method="my_baseline",
+
+
+ruleorder: train_my_baseline > train
+'''
+
+
+def fake_run(run_dir: Path, cell: dict) -> None:
+    """A run dir that honours the contract (DESIGN.md): a complete metrics.json."""
+    from dho.io import atomic_write_json
+    from dho.spec import RunSpec
+
+    spec = RunSpec.from_dict({"method": cell.pop("registry_method"), "method_args": cell.pop("method_args"),
+                              "seed": cell["seed"], "split": {"kind": "fewshot", "shots": 2}, "tags": cell})
+    acc = 50.0 + len(cell["method"])
+    atomic_write_json(run_dir / "metrics.json", {
+        "status": "complete", "spec_hash": spec.hash, "spec": spec.to_dict(),
+        "dataset": cell["dataset"], "labels": cell["labels"], "student": cell["student"],
+        "teacher": cell["teacher"], "method": cell["method"], "seed": cell["seed"],
+        "test_acc": acc, "test_acc_ce": acc, "test_acc_kd": acc, "val_acc": acc, "alpha": 0.5,
+        "beta": 1.0, "best_epoch": 1, "epochs": 1, "teacher_test_acc": None,
+        "grad_cosine_mean": None, "wall_time_s": 1.0, "images_per_s": 1.0, "gpu_hours": 0.0,
+        "device": "cpu", "git_commit": None, "mlflow_run_id": None, "slurm_job_id": None})
+
+
+def test_dropped_baseline_joins_dag_and_tables(workdir, env):
+    (workdir / "workflow/rules/baselines/my_baseline.smk").write_text(THROWAWAY)
+    p = snakemake(["-n", "-p", "--config", "suite=ci"], workdir, env, check=True)
+    assert "rule train_my_baseline" in p.stdout
+    assert "ci/runs/shapes/2shot/resnet18/zs/my_baseline/seed1/metrics.json" in p.stdout
+    assert '"method_args": {"lam": 0.25}' in p.stdout and '"method": "kd"' in p.stdout
+    # fake every run dir of the ci grid, then let the workflow build runs.csv and tables
+    runs = workdir / "results/ci/runs"
+    methods = {"ce": "ce", "kd": "kd", "dho": "dho", "pseudo_label": "pseudo_label", "my_baseline": "kd"}
+    for method, registry_method in methods.items():
+        args = {"lam": 0.25} if method == "my_baseline" else {}
+        teacher = "none" if method == "ce" else "zs"
+        cell = dict(suite="ci", dataset="shapes", labels="2shot", student="resnet18", teacher=teacher,
+                    method=method, seed=1)
+        fake_run(runs / f"shapes/2shot/resnet18/{teacher}/{method}/seed1", {**cell, "registry_method": registry_method, "method_args": args})
+    snakemake(["--cores", "1", "--config", "suite=ci", "--allowed-rules", "collect", "tables",
+               "--", "results/ci/tables"], workdir, env, check=True)
+    runs_csv = (workdir / "results/ci/runs.csv").read_text()
+    assert runs_csv.count("\n") == 1 + len(methods) and ",my_baseline," in runs_csv
+    tables = "".join(f.read_text() for f in (workdir / "results/ci/tables").iterdir())
+    assert "my_baseline" in tables

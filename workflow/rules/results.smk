@@ -1,0 +1,66 @@
+# runs.csv of a suite, then tables, figures and the (alpha, beta) re-choice, each derived
+# from runs.csv only.  Tables and figures are report() outputs: `snakemake --report
+# results/report.html` gathers them with the captions in workflow/report/.
+
+
+def suite_targets(suite):
+    """What `all` builds for one suite."""
+    if "evaluate" in config["suites"][suite]:
+        return [f"{R}/{suite}/evals.csv"]
+    return [f"{R}/{suite}/runs.csv", f"{R}/{suite}/tables", f"{R}/{suite}/figures",
+            f"{R}/{suite}/rechoose.csv"]
+
+
+rule collect:
+    """One row per done run of the suite's grid (registered baselines included)."""
+    input:
+        lambda wc: [metrics_path(c) for c in grid(wc.suite)],
+    output:
+        R + "/{suite}/runs.csv",
+    params:
+        run_dirs=R + "/{suite}/run_dirs.txt",
+    log:
+        R + "/{suite}/logs/collect.log",
+    run:
+        Path(params.run_dirs).write_text("".join(str(Path(m).parent) + "\n" for m in input))
+        shell("{PY} collect --suite {wildcards.suite} --run-dirs-file {params.run_dirs}"
+              " --out {output} > {log} 2>&1")
+
+
+rule tables:
+    """Comparison and summary tables (md, csv, tex) of a suite."""
+    input:
+        R + "/{suite}/runs.csv",
+    output:
+        report(directory(R + "/{suite}/tables"), patterns=["{name}.csv"],
+               caption="../report/tables.rst", category="{suite}", subcategory="tables"),
+    log:
+        R + "/{suite}/logs/tables.log",
+    shell:
+        "{PY} tables --runs {input} --out-dir {output} > {log} 2>&1"
+
+
+rule figures:
+    """Accuracy, (alpha, beta) and gradient-cosine figures of a suite."""
+    input:
+        R + "/{suite}/runs.csv",
+    output:
+        report(directory(R + "/{suite}/figures"), patterns=["{name}.png"],
+               caption="../report/figures.rst", category="{suite}", subcategory="figures"),
+    log:
+        R + "/{suite}/logs/figures.log",
+    shell:
+        "{PY} figures --runs {input} --out-dir {output} > {log} 2>&1"
+
+
+rule rechoose:
+    """DHO's (alpha, beta) chosen again on the saved validation logits, without retraining."""
+    input:
+        R + "/{suite}/runs.csv",
+    output:
+        report(R + "/{suite}/rechoose.csv", caption="../report/rechoose.rst",
+               category="{suite}", subcategory="tables"),
+    log:
+        R + "/{suite}/logs/rechoose.log",
+    shell:
+        "{PY} rechoose --runs {input} --out {output} > {log} 2>&1"
