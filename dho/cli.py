@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "dho.launch",         # submit
     "dho.tracking",       # mlflow-init, mlflow-sync, mlflow-check
     "dho.results.cli",    # collect, tables, figures, rechoose
+    "dho.evaluate",       # evaluate
 )
 
 

@@ -1,4 +1,5 @@
-"""``dho collect | tables | figures | rechoose``: runs.csv and everything derived from it."""
+"""``dho collect | tables | figures | rechoose``: runs.csv and everything derived from it;
+``dho collect-evals | ood-tables``: evaluation records (``dho evaluate``) -> evals.csv -> OOD table."""
 
 from __future__ import annotations
 
@@ -75,8 +76,34 @@ def _rechoose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect_evals(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from .evals import collect_evals, find_eval_files, read_list_file, write_evals_csv
+
+    if args.evals_root is None and not args.eval and not args.evals_file:
+        raise ConfigError("dho collect-evals: give --evals-root DIR, --eval FILE (repeatable) or --evals-file LIST")
+    files = list(args.eval or [])
+    for listing in args.evals_file or []:
+        files += read_list_file(listing)
+    if args.evals_root is not None:
+        files += find_eval_files(args.evals_root)
+    with _warnings_as_lines():
+        df = collect_evals(files, args.suite)
+    path = write_evals_csv(df, args.out)
+    print(f"wrote {path} ({len(df)} evaluations)")
+    return 0
+
+
+def _ood_tables(args: argparse.Namespace) -> int:
+    from .evals import read_evals_csv, write_ood_tables
+
+    for path in write_ood_tables(read_evals_csv(args.evals), args.out_dir, args.name):
+        print(f"wrote {path}")
+    return 0
+
+
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    """Add ``collect``, ``tables``, ``figures`` and ``rechoose`` to the ``dho`` command line."""
+    """Add ``collect``, ``tables``, ``figures``, ``rechoose``, ``collect-evals`` and ``ood-tables``."""
     p = sub.add_parser("collect", help="collect finished run directories into runs.csv")
     p.add_argument("--suite", required=True, help="suite name written in the 'suite' column")
     p.add_argument("--runs-root", help="folder searched recursively for run directories")
@@ -103,3 +130,18 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", action="append",
                    help="method to include (repeatable; default: the registered two-head methods)")
     p.set_defaults(func=_rechoose)
+
+    p = sub.add_parser("collect-evals", help="collect `dho evaluate` records into evals.csv")
+    p.add_argument("--suite", help="suite name written in the 'suite' column (default: each run's suite tag)")
+    p.add_argument("--evals-root", help="folder searched recursively for evaluation records (*.json)")
+    p.add_argument("--eval", action="append", metavar="FILE", help="an evaluation record (repeatable)")
+    p.add_argument("--evals-file", action="append", metavar="LIST",
+                   help="text file listing evaluation records, one per line (repeatable)")
+    p.add_argument("--out", required=True, help="evals.csv to write")
+    p.set_defaults(func=_collect_evals)
+
+    p = sub.add_parser("ood-tables", help="out-of-distribution table (md, csv, tex) from evals.csv")
+    p.add_argument("--evals", required=True, help="evals.csv written by `dho collect-evals`")
+    p.add_argument("--out-dir", required=True, help="folder for NAME.md, NAME.csv, NAME.tex")
+    p.add_argument("--name", default="ood", help="table file name (default: ood)")
+    p.set_defaults(func=_ood_tables)

@@ -6,7 +6,7 @@
 def suite_targets(suite):
     """What `all` builds for one suite."""
     if "evaluate" in config["suites"][suite]:
-        return [f"{R}/{suite}/evals.csv"]
+        return eval_targets(suite)  # evaluate.smk
     return [f"{R}/{suite}/runs.csv", f"{R}/{suite}/tables", f"{R}/{suite}/figures",
             f"{R}/{suite}/rechoose.csv"]
 

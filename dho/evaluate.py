@@ -1,0 +1,269 @@
+"""Protocol 3: a trained run's best checkpoint evaluated on another dataset (ImageNet OOD).
+
+``dho evaluate --run-dir RUN_DIR --dataset NAME --root DIR --out FILE.json`` rebuilds the
+run's student from its ``spec.json`` (same student, same number of heads as the method,
+same number of classes as the checkpoint's heads), loads the best-validation state from
+``checkpoint.pt`` (``weights_only=True``), runs it on the ``test`` split of ``NAME`` and
+reports the combined accuracy with the run's chosen (alpha, beta) (from ``metrics.json``)
+and each head's own accuracy, in percent.
+
+Datasets that cover only some of the classes (ImageNet-A/-R: ``class_subset``) are scored
+as a classifier over those classes only: each head's logits are restricted to the
+``class_subset`` columns *before* anything else (the softmax of the head combination
+included), and the arg-max is mapped back through ``class_subset``.  Any other class-count
+difference between the run's dataset and the evaluation dataset is a ConfigError.
+
+The evaluation runs in float32 in eval mode, with the run's eval transform
+(``Resize(image_size)`` + ``CenterCrop(image_size)``) and by default the batch size of the
+run's own test evaluation: evaluating a run on its own dataset reproduces the
+``test_acc*`` of its ``metrics.json``.
+
+The output JSON (written atomically) carries the run's coordinates from ``metrics.json``
+(``suite`` = the run's suite tag, ``dataset``, ``labels``, ``student``, ``teacher``,
+``method``, ``seed``, ``spec_hash``) plus ``eval_dataset``, ``test_acc``, ``test_acc_ce``,
+``test_acc_kd``, ``n_images``, ``n_classes`` (classes scored), ``alpha``, ``beta``,
+``source_test_acc`` (the run's in-distribution test accuracy) and bookkeeping keys.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .errors import CheckpointError, ConfigError, DataError
+from .io import atomic_write_json
+
+EVAL_VERSION = 1
+#: metrics.json keys an evaluation needs (DESIGN.md "One run").
+NEEDED_METRICS = ("status", "spec_hash", "spec", "dataset", "labels", "student", "teacher", "method", "seed",
+                  "alpha", "beta", "test_acc")
+#: Keys of the evaluation JSON (``dho.results.evals`` reads these).
+EVAL_KEYS = ("status", "suite", "dataset", "labels", "split", "student", "teacher", "method", "seed", "spec_hash",
+             "eval_dataset", "test_acc", "test_acc_ce", "test_acc_kd", "n_images", "n_classes", "alpha", "beta",
+             "source_test_acc", "run_dir", "device", "wall_time_s", "eval_version")
+
+
+# ---------------------------------------------------------------------------------------
+# Reading a finished run
+# ---------------------------------------------------------------------------------------
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def read_done_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's complete ``metrics.json``; DataError naming the file otherwise."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        raise DataError(f"{path} not found: run {run_dir} is not finished (or not a run directory)")
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not valid JSON ({e}): the run is not finished") from None
+    if not isinstance(m, dict) or m.get("status") != "complete":
+        status = m.get("status") if isinstance(m, dict) else type(m).__name__
+        raise DataError(f"{path}: key 'status' = {status!r}, expected 'complete': the run is not finished")
+    missing = [k for k in NEEDED_METRICS if k not in m]
+    if missing:
+        raise DataError(f"{path}: complete metrics.json lacks key(s) {', '.join(missing)} (see docs/DESIGN.md)")
+    for key in ("alpha", "beta", "test_acc"):
+        if not _is_number(m[key]):
+            raise DataError(f"{path}: key '{key}' = {m[key]!r}: expected a number")
+    if not isinstance(m["spec"], dict):
+        raise DataError(f"{path}: key 'spec' = {m['spec']!r}: expected a mapping")
+    return m
+
+
+def read_run_spec(run_dir: Path, metrics: dict[str, Any]):
+    """The run's RunSpec from ``spec.json`` (or ``metrics.json``'s copy when there is no
+    spec.json); DataError if it belongs to another spec than the finished result."""
+    from .spec import RunSpec
+
+    path = run_dir / "spec.json"
+    if path.is_file():
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{path} is not valid JSON: {e}") from None
+        spec = RunSpec.from_dict(d, source=str(path))
+    else:
+        spec = RunSpec.from_dict(metrics["spec"], source=f"{run_dir / 'metrics.json'} key 'spec'")
+    if spec.hash != metrics["spec_hash"]:
+        raise DataError(f"{path}: spec hash {spec.hash} differs from metrics.json's spec_hash "
+                        f"{metrics['spec_hash']} (stale result: the run directory now holds another spec)")
+    return spec
+
+
+def load_best_state(run_dir: Path, spec_hash: str) -> dict[str, torch.Tensor]:
+    """The best-validation ``state`` of ``checkpoint.pt`` (``weights_only=True``, memory-mapped)."""
+    path = run_dir / "checkpoint.pt"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("best"), dict):
+        raise CheckpointError(f"checkpoint {path} is not a dho training checkpoint (no 'best' entry)")
+    if ckpt.get("spec_hash") != spec_hash:
+        raise CheckpointError(f"checkpoint {path} is for spec {ckpt.get('spec_hash')!r}, but metrics.json "
+                              f"is for spec {spec_hash!r}")
+    state = ckpt["best"].get("state")
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"checkpoint {path}: key 'best' holds no model state")
+    return state
+
+
+# ---------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------
+def predictions(ce: torch.Tensor, kd: torch.Tensor, alpha: float, beta: float,
+                class_subset: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Predicted labels ``(combined, ce head, kd head)`` for one batch of logits.
+
+    With ``class_subset``, each head's logits are restricted to those columns first
+    (the softmax of the combination is over the subset), and the arg-max is mapped back
+    to the full label space.
+    """
+    from .inference import combine_heads
+
+    idx = None
+    if class_subset is not None:
+        idx = torch.as_tensor(list(class_subset), dtype=torch.long, device=ce.device)
+        ce, kd = ce.index_select(1, idx), kd.index_select(1, idx)
+    preds = (combine_heads(ce, kd, alpha, beta).argmax(dim=-1), ce.argmax(dim=-1), kd.argmax(dim=-1))
+    if idx is not None:
+        preds = tuple(idx[p] for p in preds)
+    return preds
+
+
+def state_num_classes(state: dict[str, torch.Tensor], run_dir: Path) -> int:
+    """Number of classes of the student in ``state`` (rows of its CE head)."""
+    head = state.get("ce_head.weight")
+    if not isinstance(head, torch.Tensor) or head.ndim != 2:
+        raise CheckpointError(f"checkpoint {run_dir / 'checkpoint.pt'}: the best state has no 'ce_head.weight' "
+                              f"matrix (not a dho student)")
+    return int(head.shape[0])
+
+
+def _eval_student(spec, method, state: dict[str, torch.Tensor], num_classes: int, run_dir: Path):
+    """The run's student, built without downloading anything, with ``state`` loaded."""
+    from .models import build_student
+
+    # every weight comes from the checkpoint: no pretrained/explicit weights, no text-tower head init
+    kwargs = {k: v for k, v in spec.student_kwargs.items() if k != "weights"}
+    student = build_student(spec.student, num_classes, heads=method.heads, pretrained=False,
+                            classnames=None, templates=None, **kwargs)
+    try:
+        student.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"checkpoint {run_dir / 'checkpoint.pt'} does not fit student '{spec.student}' "
+                              f"with {method.heads} head(s): {' '.join(first[:2])[:300]}") from None
+    return student
+
+
+def evaluate_run(run_dir: str | Path, dataset: str, root: str | Path, device: str = "auto",
+                 batch_size: int | None = None, num_workers: int | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Evaluate the best checkpoint of a finished run on ``dataset``'s test split; return
+    the evaluation record (see the module docstring)."""
+    from . import data
+    from .methods import METHODS
+    from .train import resolve_device
+
+    t0 = time.time()
+    run_dir = Path(run_dir)
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"--batch-size = {batch_size}: expected an integer >= 1")
+    if num_workers is not None and num_workers < 0:
+        raise ConfigError(f"--num-workers = {num_workers}: expected an integer >= 0")
+    metrics = read_done_metrics(run_dir)
+    spec = read_run_spec(run_dir, metrics)
+    method = METHODS.get(spec.method)
+    dev = resolve_device(device)
+
+    source = data.get_dataset(dataset, root)
+    data.assert_dataset_ok(source)
+    if "test" not in source.splits:
+        raise DataError(f"dataset '{dataset}' has no test split (splits: {', '.join(source.splits)})")
+    items = source.items("test")
+    if not items:
+        raise DataError(f"dataset '{dataset}' under {root} has no test images")
+
+    state = load_best_state(run_dir, metrics["spec_hash"])
+    num_classes = state_num_classes(state, run_dir)
+    if source.num_classes != num_classes:
+        raise ConfigError(f"dataset '{dataset}' has {source.num_classes} classes but run {run_dir} was trained on "
+                          f"'{spec.dataset}' with {num_classes} classes: expected a dataset over the same "
+                          f"class list (a partial one declares class_subset)")
+    subset = source.class_subset
+    if subset is not None and (not subset or min(subset) < 0 or max(subset) >= num_classes):
+        raise DataError(f"dataset '{dataset}': class_subset out of range for {num_classes} classes")
+    student = _eval_student(spec, method, state, num_classes, run_dir)
+    del state
+
+    alpha, beta = float(metrics["alpha"]), float(metrics["beta"])
+    bs = batch_size or max(spec.batch_size, spec.unlabeled_batch_size)
+    workers = spec.num_workers if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(
+        data.ImageList(source, items, data.eval_transform(spec.image_size)), batch_size=bs, shuffle=False,
+        num_workers=workers, drop_last=False, pin_memory=dev.type == "cuda")
+    student.to(dev).eval()
+    correct = torch.zeros(3, dtype=torch.long)
+    n = 0
+    from tqdm.auto import tqdm
+
+    with torch.inference_mode():
+        for x, y, _ in tqdm(loader, desc=f"evaluate {dataset}", unit="batch", disable=not progress,
+                            file=sys.stderr):
+            out = student(x.to(dev, non_blocking=True))
+            y = y.to(dev)
+            preds = predictions(out.ce.float(), out.kd.float(), alpha, beta, subset)
+            correct += torch.stack([(p == y).sum() for p in preds]).cpu()
+            n += int(y.shape[0])
+    acc = [100.0 * int(c) / n for c in correct]
+    tags = spec.tags if isinstance(spec.tags, dict) else {}
+    return {
+        "status": "complete",
+        "suite": str(tags["suite"]) if "suite" in tags else None,
+        "dataset": metrics["dataset"], "labels": metrics["labels"], "split": spec.split,
+        "student": metrics["student"], "teacher": metrics["teacher"], "method": metrics["method"],
+        "seed": metrics["seed"], "spec_hash": metrics["spec_hash"],
+        "eval_dataset": dataset, "test_acc": acc[0], "test_acc_ce": acc[1], "test_acc_kd": acc[2],
+        "n_images": n, "n_classes": len(subset) if subset is not None else num_classes,
+        "alpha": alpha, "beta": beta, "source_test_acc": float(metrics["test_acc"]),
+        "run_dir": str(run_dir), "device": str(dev), "wall_time_s": time.time() - t0,
+        "eval_version": EVAL_VERSION,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------
+def _cmd_evaluate(args) -> int:
+    result = evaluate_run(args.run_dir, args.dataset, args.root, device=args.device, batch_size=args.batch_size,
+                          num_workers=args.num_workers, progress=not args.quiet)
+    atomic_write_json(args.out, result)
+    print(f"{args.out}: {args.dataset} test_acc {result['test_acc']:.2f} (ce {result['test_acc_ce']:.2f}, "
+          f"kd {result['test_acc_kd']:.2f}; alpha {result['alpha']}, beta {result['beta']}; "
+          f"{result['n_images']} images, {result['n_classes']} classes)")
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a finished run's best checkpoint on another dataset (OOD)")
+    p.add_argument("--run-dir", required=True, metavar="RUN_DIR", help="a finished run directory")
+    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset whose test split is evaluated")
+    p.add_argument("--root", required=True, metavar="DIR", help="folder holding the dataset folders")
+    p.add_argument("--out", required=True, metavar="FILE.json", help="evaluation record to write (atomic)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="default: the run's evaluation batch size")
+    p.add_argument("--num-workers", type=int, default=None, metavar="N", help="default: the run's num_workers")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
