@@ -1,6 +1,41 @@
 # Teachers: the demo's tiny CLIP, zero-shot CLIP (per dataset) and Tip-Adapter-F (per
 # dataset x labels x split seed: the zero-shot teacher `base` + a cache of the labeled
-# shots, fine-tuned).
+# shots, fine-tuned).  Each is made by `dho submit-cmd` with the suite's launcher and its
+# `resources.teacher` (falling back to `resources.default`): in this process locally, in a
+# SLURM job under `--profile slurm`.
+
+
+def teacher_resources(suite):
+    """What one teacher job asks for: default < teacher of the suite's `resources`."""
+    res = {"gpus": 0, "cpus": 1, "mem_gb": 4, "time_min": 60}
+    cfg = config["suites"][suite].get("resources", {})
+    for layer in (cfg.get("default", {}), cfg.get("teacher", {})):
+        res.update(layer)
+    return res
+
+
+def _tres(key):
+    return lambda wc: teacher_resources(wc.suite)[key]
+
+
+def teacher_threads(wc):
+    """Local teacher jobs occupy their CPUs here; through SLURM this is only a waiting
+    `dho submit-cmd` (0 threads), like a training run."""
+    return 0 if LAUNCHER == "slurm" else teacher_resources(wc.suite)["cpus"]
+
+
+def _launch(name):
+    """`dho submit-cmd` flags of a teacher job: the suite's launcher and teacher resources
+    (under `--profile slurm` the teacher is made in a SLURM job, not on this machine).
+    `name`: the SLURM job name, a template of the rule's wildcards."""
+
+    def flags(wc):
+        r = teacher_resources(wc.suite)
+        job = name.format(**{k: getattr(wc, k) for k in wc.keys()})
+        return (f"--launcher {LAUNCHER} --name {job} --log-dir {R}/{wc.suite}/logs --gpus {r['gpus']}"
+                f" --cpus {r['cpus']} --mem-gb {r['mem_gb']} --time-min {r['time_min']} {slurm_flags()}")
+
+    return flags
 
 
 def _teacher_cfg(wc):
@@ -57,10 +92,18 @@ rule demo_teacher:
         R + "/{suite}/demo/tiny_clip.pt",
     params:
         args=lambda wc: " ".join(config["suites"][wc.suite]["demo"].get("teacher_args", [])),
+        launch=_launch("dho-demo-teacher-{suite}"),
+    threads: teacher_threads
+    resources:
+        mem_mb=lambda wc: int(teacher_resources(wc.suite)["mem_gb"] * 1024),
+        runtime=_tres("time_min"),
+        gpus=_tres("gpus"),
+        cpus_per_task=_tres("cpus"),
     log:
         R + "/{suite}/logs/demo_teacher.log",
     shell:
-        "{PY} demo teacher --out {output} {params.args} > {log} 2>&1"
+        "{PY} submit-cmd {params.launch} --done {output} --"
+        " demo teacher --out {output} {params.args} > {log} 2>&1"
 
 
 rule teacher_zeroshot:
@@ -73,10 +116,18 @@ rule teacher_zeroshot:
     params:
         root=lambda wc: data_root(wc.suite),
         flags=_zeroshot_flags,
+        launch=_launch("dho-teacher-{suite}-{dataset}-{teacher}"),
+    threads: teacher_threads
+    resources:
+        mem_mb=lambda wc: int(teacher_resources(wc.suite)["mem_gb"] * 1024),
+        runtime=_tres("time_min"),
+        gpus=_tres("gpus"),
+        cpus_per_task=_tres("cpus"),
     log:
         R + "/{suite}/logs/teacher_{dataset}_{teacher}.log",
     shell:
-        "{PY} teacher zeroshot --dataset {wildcards.dataset} --root {params.root} {params.flags}"
+        "{PY} submit-cmd {params.launch} --done {output} --"
+        " teacher zeroshot --dataset {wildcards.dataset} --root {params.root} {params.flags}"
         " --out {output} > {log} 2>&1"
 
 
@@ -91,9 +142,17 @@ rule teacher_tip_adapter_f:
     params:
         root=lambda wc: data_root(wc.suite),
         flags=_tip_flags,
+        launch=_launch("dho-teacher-{suite}-{dataset}-{labels}-split{seed}-{teacher}"),
+    threads: teacher_threads
+    resources:
+        mem_mb=lambda wc: int(teacher_resources(wc.suite)["mem_gb"] * 1024),
+        runtime=_tres("time_min"),
+        gpus=_tres("gpus"),
+        cpus_per_task=_tres("cpus"),
     log:
         R + "/{suite}/logs/teacher_{dataset}_{labels}_{seed}_{teacher}.log",
     shell:
-        "{PY} teacher tip-adapter-f --dataset {wildcards.dataset} --root {params.root}"
+        "{PY} submit-cmd {params.launch} --done {output} --"
+        " teacher tip-adapter-f --dataset {wildcards.dataset} --root {params.root}"
         " --base {input.base} --split-manifest {input.split} --seed {wildcards.seed} {params.flags}"
         " --out {output} > {log} 2>&1"
