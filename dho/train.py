@@ -199,16 +199,10 @@ def _slurm_job_id() -> str | None:
 
 
 def labels_name(spec: RunSpec) -> str:
-    """``spec.tags['labels']`` or a name derived from the split: 4shot, 1pct, list-1percent."""
-    if "labels" in spec.tags:
-        return str(spec.tags["labels"])
-    kind = spec.split["kind"]
-    if kind == "fewshot":
-        return f"{spec.split['shots']}shot"
-    if kind == "percent":
-        p = spec.split["percent"]
-        return f"{int(p) if float(p).is_integer() else p}pct"
-    return f"list-{Path(spec.split['file']).stem}"
+    """``spec.tags['labels']`` or the split's own name (:func:`dho.data.splits.split_label`)."""
+    from .data.splits import split_label
+
+    return str(spec.tags["labels"]) if "labels" in spec.tags else split_label(spec.split)
 
 
 def file_sha256(path: Path) -> str:

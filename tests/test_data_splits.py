@@ -75,7 +75,7 @@ def test_list_split(tmp_path):
     m = make_split(src, {"kind": "list", "file": "1percent.txt"}, seed=0)  # found in the dataset folder
     assert sorted(rel.split("/")[-1] for rel, _ in m.labeled) == sorted(names)
     _check_partition(src, m)
-    assert m.label_name == "list:1percent"
+    assert m.label_name == "list-1percent"
     other = tmp_path / "mine.txt"
     other.write_text(f"{names[0]}\nn99999999_1.JPEG\nn99999999_2.JPEG\n")
     with pytest.raises(DataError, match=f"{other}: 2 name.*n99999999_1.JPEG, n99999999_2.JPEG"):

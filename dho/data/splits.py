@@ -38,6 +38,18 @@ from .source import DatasetSource
 MANIFEST_KEYS = ("dataset", "split", "seed", "labeled", "unlabeled", "hash")
 
 
+def split_label(split: dict) -> str:
+    """Short name of a label split as used in tables and run paths: ``4shot``, ``1pct``,
+    ``list-1percent``."""
+    kind = split.get("kind")
+    if kind == "fewshot":
+        return f"{split['shots']}shot"
+    if kind == "percent":
+        p = split["percent"]
+        return f"{int(p) if float(p).is_integer() else p}pct"
+    return f"list-{PurePosixPath(str(split.get('file', ''))).stem}"
+
+
 @dataclass
 class SplitManifest:
     """Which train images are labeled (with labels) and which are unlabeled."""
@@ -66,14 +78,8 @@ class SplitManifest:
 
     @property
     def label_name(self) -> str:
-        """Short name of the split as used in tables: ``4shot``, ``1pct``, ``list:1percent``."""
-        kind = self.split.get("kind")
-        if kind == "fewshot":
-            return f"{self.split['shots']}shot"
-        if kind == "percent":
-            p = self.split["percent"]
-            return f"{int(p) if float(p).is_integer() else p}pct"
-        return f"list:{PurePosixPath(str(self.split.get('file', ''))).stem}"
+        """Short name of the split as used in tables (:func:`split_label`)."""
+        return split_label(self.split)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the manifest atomically as compact JSON (with its hash)."""

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..errors import DataError
-from ..io import atomic_path
+from .tidy import TidyTable
 
 #: Keys every complete ``metrics.json`` must carry (DESIGN.md, "One run").
 METRICS_KEYS = (
@@ -216,45 +216,19 @@ def collect_runs(run_dirs_or_root: str | os.PathLike | Iterable[str | os.PathLik
     return _tidy(pd.DataFrame(list(rows.values()), columns=list(RUNS_COLUMNS)))
 
 
+RUNS_TABLE = TidyTable("runs table", RUNS_COLUMNS, _TEXT_COLUMNS, ("seed",), tuple(SORT_KEYS),
+                       "run `dho collect` first")
+
+
 def _tidy(df: pd.DataFrame) -> pd.DataFrame:
-    """Column order, dtypes and row order of runs.csv."""
-    df = df.reindex(columns=list(RUNS_COLUMNS))
-    for col in RUNS_COLUMNS:
-        if col in _TEXT_COLUMNS:
-            df[col] = df[col].astype(object).where(df[col].notna(), None)
-        elif col == "seed":
-            df[col] = df[col].astype("int64")
-        else:
-            df[col] = pd.to_numeric(df[col]).astype("float64")
-    return df.sort_values(SORT_KEYS, kind="mergesort", na_position="last").reset_index(drop=True)
+    return RUNS_TABLE.tidy(df)
 
 
 def write_runs_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` (columns :data:`RUNS_COLUMNS`) to ``path`` atomically; returns the path."""
-    missing = [c for c in RUNS_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"runs table for {path} lacks column(s) {', '.join(missing)}")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        df.loc[:, list(RUNS_COLUMNS)].to_csv(tmp, index=False, float_format="%.10g")
-    return path
+    return RUNS_TABLE.write(df, path)
 
 
 def read_runs_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Read a ``runs.csv`` written by :func:`write_runs_csv`; checks the columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"runs table not found: {path} (run `dho collect` first)")
-    try:
-        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS},
-                         keep_default_na=False, na_values={c: [""] for c in RUNS_COLUMNS})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"runs table {path} is not a readable CSV: {e}") from None
-    missing = [c for c in RUNS_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"runs table {path} lacks column(s) {', '.join(missing)}; "
-                        f"expected the columns of docs/DESIGN.md 'runs.csv'")
-    try:
-        return _tidy(df)
-    except (ValueError, TypeError) as e:
-        raise DataError(f"runs table {path} has a non-numeric value in a numeric column: {e}") from None
+    return RUNS_TABLE.read(path)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..io import atomic_path, atomic_write_text
+from .tidy import TidyTable
 from .collect import label_count, label_levels
 from .tables import format_cell, latex_escape
 
@@ -129,46 +130,22 @@ def collect_evals(files: Iterable[str | os.PathLike], suite: str | None = None) 
     return _tidy(pd.DataFrame(list(rows.values()), columns=list(EVALS_COLUMNS)))
 
 
+EVALS_TABLE = TidyTable("evaluations table", EVALS_COLUMNS, _TEXT_COLUMNS, _INT_COLUMNS, tuple(SORT_KEYS),
+                        "run `dho collect-evals` first")
+
+
 def _tidy(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.reindex(columns=list(EVALS_COLUMNS))
-    for col in EVALS_COLUMNS:
-        if col in _TEXT_COLUMNS:
-            df[col] = df[col].astype(object).where(df[col].notna(), None)
-        elif col in _INT_COLUMNS:
-            df[col] = df[col].astype("int64")
-        else:
-            df[col] = pd.to_numeric(df[col]).astype("float64")
-    return df.sort_values(SORT_KEYS, kind="mergesort", na_position="last").reset_index(drop=True)
+    return EVALS_TABLE.tidy(df)
 
 
 def write_evals_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` (columns :data:`EVALS_COLUMNS`) to ``path`` atomically."""
-    missing = [c for c in EVALS_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"evaluations table for {path} lacks column(s) {', '.join(missing)}")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        df.loc[:, list(EVALS_COLUMNS)].to_csv(tmp, index=False, float_format="%.10g")
-    return path
+    return EVALS_TABLE.write(df, path)
 
 
 def read_evals_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Read an ``evals.csv`` written by :func:`write_evals_csv`; checks the columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"evaluations table not found: {path} (run `dho collect-evals` first)")
-    try:
-        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
-                         na_values={c: [""] for c in EVALS_COLUMNS})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"evaluations table {path} is not a readable CSV: {e}") from None
-    missing = [c for c in EVALS_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"evaluations table {path} lacks column(s) {', '.join(missing)}")
-    try:
-        return _tidy(df)
-    except (ValueError, TypeError) as e:
-        raise DataError(f"evaluations table {path} has a bad value in a numeric column: {e}") from None
+    return EVALS_TABLE.read(path)
 
 
 # --------------------------------------------------------------------------- table
