@@ -37,6 +37,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError, DataError
 from .io import atomic_write_json
+from .rundir import read_complete_metrics
 
 EVAL_VERSION = 1
 #: metrics.json keys an evaluation needs (DESIGN.md "One run").
@@ -58,15 +59,9 @@ def _is_number(v: Any) -> bool:
 def read_done_metrics(run_dir: Path) -> dict[str, Any]:
     """The run's complete ``metrics.json``; DataError naming the file otherwise."""
     path = run_dir / "metrics.json"
-    if not path.is_file():
-        raise DataError(f"{path} not found: run {run_dir} is not finished (or not a run directory)")
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not valid JSON ({e}): the run is not finished") from None
-    if not isinstance(m, dict) or m.get("status") != "complete":
-        status = m.get("status") if isinstance(m, dict) else type(m).__name__
-        raise DataError(f"{path}: key 'status' = {status!r}, expected 'complete': the run is not finished")
+    m, why = read_complete_metrics(run_dir)
+    if m is None:
+        raise DataError(f"{run_dir} is not a finished run directory: {why}")
     missing = [k for k in NEEDED_METRICS if k not in m]
     if missing:
         raise DataError(f"{path}: complete metrics.json lacks key(s) {', '.join(missing)} (see docs/DESIGN.md)")

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from .errors import ConfigError, DataError, DhoError  # noqa: E402
-from .io import atomic_write_json, atomic_write_text, read_json  # noqa: E402
+from .io import atomic_write_json, atomic_write_text  # noqa: E402
 from .spec import RunSpec  # noqa: E402
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
@@ -360,17 +360,16 @@ def _to_float(v: Any) -> float | None:
 # ---------------------------------------------------------------------------------------
 def load_done_metrics(run_dir: Path) -> dict[str, Any] | None:
     """metrics.json of a done run (complete, spec_hash = hash of its own spec) or None."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
+    from .rundir import read_complete_metrics
+
+    m, _ = read_complete_metrics(run_dir)
+    if m is None:
         return None
     try:
-        m = read_json(path, "metrics file")
-        spec = RunSpec.from_dict(m["spec"], source=str(path))
+        spec = RunSpec.from_dict(m["spec"], source=str(Path(run_dir) / "metrics.json"))
     except (DhoError, KeyError, TypeError):
         return None
-    if not isinstance(m, dict) or m.get("status") != "complete" or m.get("spec_hash") != spec.hash:
-        return None
-    return m
+    return m if m.get("spec_hash") == spec.hash else None
 
 
 def sync_run(run_dir: Path, uri: str | None = None) -> str | None:

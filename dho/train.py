@@ -37,7 +37,6 @@ import csv
 import fcntl
 import hashlib
 import io
-import json
 import math
 import os
 import random
@@ -53,6 +52,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError, DataError, OutputError, TrainingError
 from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
+from .rundir import load_done
 from .spec import RunSpec, load_spec
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "lr", "val_acc_ce", "val_acc_kd", "val_acc", "alpha", "beta",
@@ -211,18 +211,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def load_done(run_dir: Path, spec_hash: str) -> dict[str, Any] | None:
-    """``metrics.json`` of ``run_dir`` if the run is done for ``spec_hash`` (DESIGN.md), else None."""
-    path = Path(run_dir) / "metrics.json"
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if isinstance(m, dict) and m.get("status") == "complete" and m.get("spec_hash") == spec_hash:
-        return m
-    return None
 
 
 @contextlib.contextmanager

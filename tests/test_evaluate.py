@@ -183,8 +183,8 @@ def _copy_run(tiny, tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("damage, error, match", [
-    ("no_metrics", DataError, r"metrics.json not found: run .* is not finished"),
-    ("running", DataError, r"key 'status' = 'running', expected 'complete'"),
+    ("no_metrics", DataError, r"is not a finished run directory: no metrics.json"),
+    ("running", DataError, r"status is 'running', not 'complete'"),
     ("truncated_metrics", DataError, r"metrics.json is not valid JSON"),
     ("missing_key", DataError, r"lacks key\(s\) alpha"),
     ("stale_spec", DataError, r"spec.json: spec hash .* differs"),

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..errors import DataError
+from ..rundir import read_complete_metrics
 from .tidy import TidyTable
 
 #: Keys every complete ``metrics.json`` must carry (DESIGN.md, "One run").
@@ -135,17 +136,9 @@ def read_metrics(run_dir: str | os.PathLike) -> dict | None:
     """
     run_dir = Path(run_dir)
     path = run_dir / "metrics.json"
-    if not path.is_file():
-        _skip(run_dir, "no metrics.json (run not finished)")
-        return None
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        _skip(run_dir, f"metrics.json is not valid JSON ({e})")
-        return None
-    if not isinstance(metrics, dict) or metrics.get("status") != "complete":
-        status = metrics.get("status") if isinstance(metrics, dict) else type(metrics).__name__
-        _skip(run_dir, f"metrics.json status is {status!r}, not 'complete'")
+    metrics, why = read_complete_metrics(run_dir)
+    if metrics is None:
+        _skip(run_dir, why)
         return None
     missing = [k for k in METRICS_KEYS if k not in metrics]
     if missing:
