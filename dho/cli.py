@@ -1,4 +1,4 @@
-"""``dho`` command line: one subcommand group per package module.
+"""dho command line: one subcommand group per package module.
 
 Each module in :data:`COMMANDS` defines ``add_cli(subparsers)`` that adds its
 subcommands and sets ``func`` (called with the parsed args, returns an exit code).
