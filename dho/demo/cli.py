@@ -1,4 +1,5 @@
-"""``dho demo data`` (write the shapes dataset) and ``dho demo teacher`` (pretrain the tiny CLIP)."""
+"""``dho demo data`` (write the shapes dataset), ``dho demo teacher`` (pretrain the tiny CLIP)
+and ``dho demo student`` (pretrain the narrow ResNet-18 student on a disjoint task)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,24 @@ def _cmd_teacher(args) -> int:
     return 0
 
 
+def _cmd_student(args) -> int:
+    from ..io import atomic_write_json
+    from .student import StudentPretrainConfig, pretrain_student, save_student
+
+    config = StudentPretrainConfig(seed=args.seed, width=args.width, size=args.size, steps=args.steps,
+                                   batch_size=args.batch_size, pool=args.pool, lr=args.lr,
+                                   threads=args.threads)
+    student, stats = pretrain_student(config, progress=not args.quiet)
+    save_student(student, args.out)
+    acc = ", ".join(f"{k} {v:.1f}%" for k, v in stats["heldout_acc"].items())
+    print(f"demo student resnet18 (width {args.width}, {args.size} px, {stats['parameters']:,} parameters) "
+          f"pretrained in {stats['render_s'] + stats['train_s']:.1f} s (seed {args.seed}, {args.steps} steps, "
+          f"final loss {stats['final_loss']:.3f}; held-out {acc}) -> {args.out}")
+    if args.stats:
+        atomic_write_json(args.stats, {"weights": str(args.out), **stats})
+    return 0
+
+
 def _nonnegative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -73,9 +92,11 @@ def _positive_float(text: str) -> float:
 
 def add_cli(sub) -> None:
     from .data import ShapesParams
+    from .student import StudentPretrainConfig
     from .teacher import PretrainConfig
 
-    demo = sub.add_parser("demo", help="offline demo: synthetic shapes dataset and tiny CLIP teacher")
+    demo = sub.add_parser("demo", help="offline demo: synthetic shapes dataset, tiny CLIP teacher, "
+                                       "pretrained student")
     dsub = demo.add_subparsers(dest="demo_command", metavar="COMMAND")
     dsub.required = True
 
@@ -110,3 +131,26 @@ def add_cli(sub) -> None:
                    help="also write the pretraining statistics (and accuracy) as JSON")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_cmd_teacher)
+
+    c = StudentPretrainConfig()
+    s = dsub.add_parser("student", help="pretrain the demo's narrow ResNet-18 student on shapes/textures "
+                                        "disjoint from the benchmark (its 'ImageNet')")
+    s.add_argument("--out", required=True, help="weights file to write (torchvision ResNet-18 state dict, "
+                                                 "for student_kwargs.weights)")
+    s.add_argument("--seed", type=_nonnegative_int, default=c.seed, help=f"pretraining seed (default {c.seed})")
+    s.add_argument("--steps", type=_positive_int, default=c.steps, help=f"optimizer steps (default {c.steps})")
+    s.add_argument("--width", type=_positive_int, default=c.width,
+                   help=f"channels of the first ResNet stage, as the suite's student kwarg (default {c.width})")
+    s.add_argument("--size", type=_positive_int, default=c.size,
+                   help=f"image size in pixels, as the suite's student image_size (default {c.size})")
+    s.add_argument("--batch-size", type=_positive_int, default=c.batch_size,
+                   help=f"images per step (default {c.batch_size})")
+    s.add_argument("--pool", type=_positive_int, default=c.pool,
+                   help=f"distinct pretraining images (default {c.pool})")
+    s.add_argument("--lr", type=_positive_float, default=c.lr, help=f"peak learning rate (default {c.lr})")
+    s.add_argument("--threads", type=_positive_int, default=c.threads,
+                   help=f"CPU threads; the weights depend on it, not on the machine (default {c.threads})")
+    s.add_argument("--stats", default=None, metavar="FILE.json",
+                   help="also write the pretraining statistics (held-out accuracy) as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=_cmd_student)

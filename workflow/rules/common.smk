@@ -100,6 +100,26 @@ def students_of(suite):
             for name, s in config["suites"][suite]["students"].items()}
 
 
+DEMO_STUDENT = "resnet18"  # the registry student `dho demo student` pretrains
+
+
+def demo_student_path(suite, student):
+    """The suite's pretrained demo student file (`dho demo student`) of grid student `student`."""
+    return f"{R}/{suite}/demo/student_{student}.pt"
+
+
+def uses_demo_student(suite, student):
+    return students_of(suite)[student]["kwargs"].get("weights") == "demo"
+
+
+def student_kwargs(suite, student):
+    """The student's kwargs, `weights: demo` resolved to its pretrained demo student file."""
+    kwargs = dict(students_of(suite)[student]["kwargs"])
+    if kwargs.get("weights") == "demo":
+        kwargs["weights"] = demo_student_path(suite, student)
+    return kwargs
+
+
 @functools.cache
 def grid(suite):
     """Every training cell of a suite (validated against the package registries)."""
@@ -119,6 +139,9 @@ def grid(suite):
         if s["student"] not in known("student"):
             raise ConfigKeyError(f"config key 'suites.{suite}.students.{name}': unknown student "
                                  f"'{s['student']}'; known: {', '.join(sorted(known('student')))}")
+        if s["kwargs"].get("weights") == "demo" and s["student"] != DEMO_STUDENT:
+            raise ConfigKeyError(f"config key 'suites.{suite}.students.{name}.kwargs.weights' = 'demo': "
+                                 f"only student '{DEMO_STUDENT}' has a demo pretraining, not '{s['student']}'")
     methods = methods_of(suite)
     for name, m in methods.items():
         if m["method"] not in known("method"):
@@ -212,7 +235,7 @@ def run_spec(wc):
         split_manifest=split_path(suite, wc.dataset, wc.labels, wc.seed),
         student=student["student"],
         student_pretrained=student["pretrained"],
-        student_kwargs=student["kwargs"],
+        student_kwargs=student_kwargs(suite, wc.student),
         teacher_file=(None if wc.teacher == "none"
                       else teacher_path(suite, wc.dataset, wc.labels, wc.teacher, wc.seed)),
         method=method["method"],
@@ -255,6 +278,8 @@ def train_inputs(wc):
               "data": data_ok(wc.suite, wc.dataset), "mlflow": mlflow_ok(wc.suite)}
     if wc.teacher != "none":
         inputs["teacher"] = teacher_path(wc.suite, wc.dataset, wc.labels, wc.teacher, wc.seed)
+    if uses_demo_student(wc.suite, wc.student):
+        inputs["student_weights"] = demo_student_path(wc.suite, wc.student)
     return inputs
 
 

@@ -1,4 +1,4 @@
-# Teachers: the demo's tiny CLIP, zero-shot CLIP (per dataset) and Tip-Adapter-F (per
+# Teachers: the demo's tiny CLIP (and its pretrained student), zero-shot CLIP (per dataset) and Tip-Adapter-F (per
 # dataset x labels x split seed: the zero-shot teacher `base` + a cache of the labeled
 # shots, fine-tuned).  Each is made by `dho submit-cmd` with the suite's launcher and its
 # `resources.teacher` (falling back to `resources.default`): in this process locally, in a
@@ -104,6 +104,36 @@ rule demo_teacher:
     shell:
         "{PY} submit-cmd {params.launch} --done {output} --"
         " demo teacher --out {output} {params.args} > {log} 2>&1"
+
+
+def _demo_student_args(wc):
+    """`dho demo student` flags: the grid student's width and image size, then the
+    suite's `demo.student_args` (budget, seed)."""
+    kwargs = students_of(wc.suite)[wc.student]["kwargs"]
+    flags = [f"--width {kwargs.get('width', 64)}", f"--size {kwargs.get('image_size', 224)}"]
+    return " ".join(flags + config["suites"][wc.suite].get("demo", {}).get("student_args", []))
+
+
+rule demo_student:
+    """Pretrain a demo suite's narrow ResNet-18 student on shapes and textures disjoint
+    from the benchmark (the demo's ImageNet pretraining; offline, CPU).  Used by a grid
+    student whose kwargs say `weights: demo`."""
+    output:
+        R + "/{suite}/demo/student_{student}.pt",
+    params:
+        args=_demo_student_args,
+        launch=_launch("dho-demo-student-{suite}-{student}"),
+    threads: teacher_threads
+    resources:
+        mem_mb=lambda wc: int(teacher_resources(wc.suite)["mem_gb"] * 1024),
+        runtime=_tres("time_min"),
+        gpus=_tres("gpus"),
+        cpus_per_task=_tres("cpus"),
+    log:
+        R + "/{suite}/logs/demo_student_{student}.log",
+    shell:
+        "{PY} submit-cmd {params.launch} --done {output} --"
+        " demo student --out {output} {params.args} > {log} 2>&1"
 
 
 rule teacher_zeroshot:
