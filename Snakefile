@@ -43,3 +43,16 @@ for _baseline in sorted(Path(workflow.basedir, "workflow/rules/baselines").glob(
 
 include: "workflow/rules/results.smk"
 include: "workflow/rules/evaluate.smk"
+
+
+onsuccess:
+    # where to look: printed after every successful run
+    for _suite in SUITES:
+        _d = Path(R, _suite)
+        print(f"\nsuite {_suite}:")
+        for _what, _path in (("runs table", _d / "runs.csv"), ("tables", _d / "tables"),
+                             ("figures", _d / "figures"), ("OOD table", _d / "evals.csv")):
+            if _path.exists():
+                print(f"  {_what:10s} {_path}")
+    print(f"  MLflow     {mlflow_uri()}  (browse: python -m dho mlflow-server)")
+    print("  report     snakemake --report results/report.html")
