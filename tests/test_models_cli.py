@@ -5,14 +5,11 @@ import torch
 
 from dho.cli import main
 from dho.models import TipAdapterTeacher, load_teacher
-from dho.models.clip import open_clip
+from tiny_clip import make_tiny_clip
 
 torch.set_num_threads(1)
 
 TINY = "dho-test-cli-clip"
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 16, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +23,7 @@ def setup(tmp_path_factory):
     generate_shapes(root, ShapesParams(train=2, val=1, test=2, size=16), progress=False)
     manifest = root / "split.json"
     make_split(get_dataset("shapes", root), {"kind": "fewshot", "shots": 1}, seed=1).save(manifest)
-    (root / f"{TINY}.json").write_text(json.dumps(TINY_CFG))
-    oc = open_clip()
-    oc.add_model_config(root / f"{TINY}.json")
-    torch.manual_seed(0)
-    weights = root / "tiny.pt"
-    torch.save(oc.create_model(TINY).state_dict(), weights)
-    return root, manifest, weights
+    return root, manifest, make_tiny_clip(root, TINY, image_size=16)
 
 
 def test_students_lists_every_student(capsys):

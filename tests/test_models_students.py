@@ -1,4 +1,3 @@
-import json
 import os
 import time
 
@@ -9,14 +8,12 @@ import torch.nn.functional as F
 from dho.errors import CheckpointError, ConfigError, WeightsUnavailable
 from dho.models import STUDENTS, build_student
 from dho.models.clip import open_clip
+from tiny_clip import make_tiny_clip
 from dho.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
 
 torch.set_num_threads(1)
 
 TINY = "dho-test-students-clip"
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 CLASSES = ["red square", "green circle", "blue triangle"]
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
 
@@ -24,15 +21,7 @@ TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
 @pytest.fixture(scope="module")
 def tiny_clip_weights(tmp_path_factory):
     """A registered tiny open_clip config and a file with (seeded random) weights for it."""
-    folder = tmp_path_factory.mktemp("clip")
-    (folder / f"{TINY}.json").write_text(json.dumps(TINY_CFG))
-    oc = open_clip()
-    oc.add_model_config(folder / f"{TINY}.json")
-    torch.manual_seed(0)
-    model = oc.create_model(TINY)
-    path = folder / "tiny.pt"
-    torch.save(model.state_dict(), path)
-    return str(path)
+    return str(make_tiny_clip(tmp_path_factory.mktemp("clip"), TINY))
 
 
 @pytest.fixture

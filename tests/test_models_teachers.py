@@ -1,4 +1,3 @@
-import json
 import math
 import time
 
@@ -12,14 +11,12 @@ from dho.losses import kd_loss
 from dho.models import (TEACHERS, TipAdapterTeacher, ZeroShotTeacher, build_zeroshot_teacher,
                         fit_tip_adapter_f, load_teacher, save_teacher)
 from dho.models.clip import open_clip
+from tiny_clip import make_tiny_clip
 from dho.models.tip_adapter import build_cache
 
 torch.set_num_threads(1)
 
 TINY = "dho-test-teachers-clip"
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 CLASSES = ["red", "green", "blue"]
 TEMPLATES = ["a photo of a {}.", "a {} thing."]
 COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1], [0.1, 0.1, 0.9]])
@@ -27,14 +24,7 @@ COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1], [0.1, 0.1, 0.9]])
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
-    (folder / f"{TINY}.json").write_text(json.dumps(TINY_CFG))
-    oc = open_clip()
-    oc.add_model_config(folder / f"{TINY}.json")
-    torch.manual_seed(0)
-    path = folder / "tiny.pt"
-    torch.save(oc.create_model(TINY).state_dict(), path)
-    return str(path)
+    return str(make_tiny_clip(tmp_path_factory.mktemp("clip"), TINY))
 
 
 @pytest.fixture(scope="module")
