@@ -90,6 +90,25 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _add_pretrain_args(p, config, *, out: str, batch: str) -> None:
+    """The flags `demo teacher` and `demo student` share, with ``config``'s defaults."""
+    p.add_argument("--out", required=True, help=out)
+    p.add_argument("--seed", type=_nonnegative_int, default=config.seed,
+                   help=f"pretraining seed (default {config.seed})")
+    p.add_argument("--steps", type=_positive_int, default=config.steps,
+                   help=f"optimizer steps (default {config.steps})")
+    p.add_argument("--batch-size", type=_positive_int, default=config.batch_size,
+                   help=f"{batch} (default {config.batch_size})")
+    p.add_argument("--pool", type=_positive_int, default=config.pool,
+                   help=f"distinct pretraining images (default {config.pool})")
+    p.add_argument("--lr", type=_positive_float, default=config.lr, help=f"peak learning rate (default {config.lr})")
+    p.add_argument("--threads", type=_positive_int, default=config.threads,
+                   help=f"CPU threads; the weights depend on it, not on the machine (default {config.threads})")
+    p.add_argument("--stats", default=None, metavar="FILE.json",
+                   help="also write the pretraining statistics (and accuracy) as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def add_cli(sub) -> None:
     from .data import ShapesParams
     from .student import StudentPretrainConfig
@@ -111,46 +130,22 @@ def add_cli(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data)
 
-    c = PretrainConfig()
     t = dsub.add_parser("teacher", help="pretrain the tiny CLIP teacher (dho-tiny-clip) on synthetic captions")
-    t.add_argument("--out", required=True, help="weights file to write (open_clip state_dict)")
-    t.add_argument("--seed", type=_nonnegative_int, default=c.seed, help=f"pretraining seed (default {c.seed})")
-    t.add_argument("--steps", type=_positive_int, default=c.steps, help=f"optimizer steps (default {c.steps})")
-    t.add_argument("--batch-size", type=_positive_int, default=c.batch_size,
-                   help=f"image-caption pairs per step (default {c.batch_size})")
-    t.add_argument("--pool", type=_positive_int, default=c.pool,
-                   help=f"distinct pretraining images (default {c.pool})")
-    t.add_argument("--lr", type=_positive_float, default=c.lr, help=f"peak learning rate (default {c.lr})")
-    t.add_argument("--threads", type=_positive_int, default=c.threads,
-                   help=f"CPU threads; the weights depend on it, not on the machine (default {c.threads})")
+    _add_pretrain_args(t, PretrainConfig(), out="weights file to write (open_clip state_dict)",
+                       batch="image-caption pairs per step")
     t.add_argument("--data-seed", type=_nonnegative_int, default=ShapesParams().seed,
                    help="seed of the demo dataset whose test split the teacher is evaluated on "
                         f"(default {ShapesParams().seed})")
     t.add_argument("--no-eval", action="store_true", help="skip the zero-shot evaluation")
-    t.add_argument("--stats", default=None, metavar="FILE.json",
-                   help="also write the pretraining statistics (and accuracy) as JSON")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_cmd_teacher)
 
     c = StudentPretrainConfig()
     s = dsub.add_parser("student", help="pretrain the demo's narrow ResNet-18 student on shapes/textures "
                                         "disjoint from the benchmark (its 'ImageNet')")
-    s.add_argument("--out", required=True, help="weights file to write (torchvision ResNet-18 state dict, "
-                                                 "for student_kwargs.weights)")
-    s.add_argument("--seed", type=_nonnegative_int, default=c.seed, help=f"pretraining seed (default {c.seed})")
-    s.add_argument("--steps", type=_positive_int, default=c.steps, help=f"optimizer steps (default {c.steps})")
+    _add_pretrain_args(s, c, out="weights file to write (torchvision ResNet-18 state dict, "
+                                 "for student_kwargs.weights)", batch="images per step")
     s.add_argument("--width", type=_positive_int, default=c.width,
                    help=f"channels of the first ResNet stage, as the suite's student kwarg (default {c.width})")
     s.add_argument("--size", type=_positive_int, default=c.size,
                    help=f"image size in pixels, as the suite's student image_size (default {c.size})")
-    s.add_argument("--batch-size", type=_positive_int, default=c.batch_size,
-                   help=f"images per step (default {c.batch_size})")
-    s.add_argument("--pool", type=_positive_int, default=c.pool,
-                   help=f"distinct pretraining images (default {c.pool})")
-    s.add_argument("--lr", type=_positive_float, default=c.lr, help=f"peak learning rate (default {c.lr})")
-    s.add_argument("--threads", type=_positive_int, default=c.threads,
-                   help=f"CPU threads; the weights depend on it, not on the machine (default {c.threads})")
-    s.add_argument("--stats", default=None, metavar="FILE.json",
-                   help="also write the pretraining statistics (held-out accuracy) as JSON")
-    s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_student)
