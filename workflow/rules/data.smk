@@ -30,8 +30,8 @@ rule data_check:
         R + "/{suite}/logs/data_check_{dataset}.log",
     shell:
         "{PY} data check --root {params.root} --dataset {wildcards.dataset} --json"
-        " > {output}.tmp 2> {log} && mv {output}.tmp {output}"
-        " || {{ cat {output}.tmp >> {log}; rm -f {output}.tmp; exit 1; }}"
+        " > {output}.tmp.$$ 2> {log} && mv -f {output}.tmp.$$ {output}"
+        " || {{ cat {output}.tmp.$$ >> {log}; rm -f {output}.tmp.$$; exit 1; }}"
 
 
 def _split_args(wc):

@@ -48,9 +48,11 @@ rule train:
     log:
         R + "/{suite}/logs/train/" + RUN + ".log",
     shell:
-        "mkdir -p $(dirname {params.spec_file}) && printf '%s\\n' {params.spec:q}"
-        " > {params.spec_file}.tmp && mv {params.spec_file}.tmp {params.spec_file} &&"
+        # the temp name carries the shell's PID: two Snakemake instances started with
+        # --nolock may write the same spec at once, and must not move each other's file
+        "{{ mkdir -p $(dirname {params.spec_file}) && printf '%s\\n' {params.spec:q}"
+        " > {params.spec_file}.tmp.$$ && mv -f {params.spec_file}.tmp.$$ {params.spec_file} &&"
         " {PY} submit --launcher {params.launcher} --spec {params.spec_file} --out {params.run_dir}"
         " --log-dir {params.log_dir} --gpus {resources.gpus} --cpus {resources.cpus_per_task}"
-        " --mem-gb {params.mem_gb} --time-min {resources.runtime} {params.slurm}"
+        " --mem-gb {params.mem_gb} --time-min {resources.runtime} {params.slurm}; }}"
         " > {log} 2>&1"
