@@ -45,6 +45,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # Snakemake exports OMP_NUM_THREADS=<the rule's threads>, 0 for a rule that only waits
+    # (the SLURM launcher); libgomp rejects 0 with a warning when torch loads. Set it
+    # before any command imports torch.
+    if os.environ.get("OMP_NUM_THREADS") == "0":
+        os.environ["OMP_NUM_THREADS"] = "1"
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)

@@ -35,3 +35,15 @@ def test_user_error_is_one_line(tmp_path, capsys):
                      "--shots", "1", "--seed", "1", "--out", str(tmp_path / "m.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "no_such_dataset" in err[0]
+
+
+def test_omp_num_threads_zero_from_snakemake_gives_no_libgomp_warning():
+    # Snakemake exports OMP_NUM_THREADS=0 to a `threads: 0` rule (the SLURM launcher)
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "0"}
+    r = subprocess.run([sys.executable, "-m", "dho", "methods"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "dho" in r.stdout
+    assert "OMP_NUM_THREADS" not in r.stderr, r.stderr
