@@ -79,6 +79,11 @@ def search_alpha_beta(ce_logits, kd_logits, labels, alphas: Sequence[float] | No
 
     The grid is walked with beta as the outer and alpha as the inner loop; ties keep the
     first pair.  Predictions are exactly those of ``combine_heads(...).argmax(-1)``.
+
+    ``alpha`` weighs the CE head, as in the method card.  The authors' ``train_others.py``
+    names the KD head's weight alpha instead (``(1 - alpha) * ce + alpha * kd``), so on a
+    tie their walk keeps the pair with the *most* CE weight and this one the *least*.
+    Pass ``alphas=DEFAULT_ALPHAS[::-1]`` to break ties their way.
     """
     alphas = [float(a) for a in (DEFAULT_ALPHAS if alphas is None else alphas)]
     betas = [float(b) for b in (DEFAULT_BETAS if betas is None else betas)]

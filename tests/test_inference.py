@@ -59,6 +59,14 @@ def test_search_all_tied_returns_first_pair_of_given_grid():
     assert (acc, alpha, beta) == (100.0, 0.3, 2.0)
 
 
+def test_search_reversed_alphas_break_ties_like_the_authors_code():
+    # both heads right on both images: every pair ties. The card's alpha weighs the CE head;
+    # the authors' loop weighs the KD head and keeps its first (smallest) KD weight.
+    ce = torch.tensor([[3.0, 0.0], [0.0, 3.0]])
+    assert search_alpha_beta(ce, ce.clone(), [0, 1])[1:] == (0.0, 0.5)
+    assert search_alpha_beta(ce, ce.clone(), [0, 1], alphas=DEFAULT_ALPHAS[::-1])[1:] == (1.0, 0.5)
+
+
 def test_search_equals_brute_force_over_combine_heads():
     gen = torch.Generator().manual_seed(0)
     n, c = 300, 5
