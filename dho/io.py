@@ -79,3 +79,12 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{what} {path} is not valid JSON: {e}") from None
+
+
+def read_path_list(path: str | os.PathLike, what: str = "list file") -> list[Path]:
+    """Paths listed one per line (blank lines and ``#`` comments ignored), or DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [Path(line) for line in lines if line]

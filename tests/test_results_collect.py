@@ -120,6 +120,14 @@ def test_cli_collect_root_and_run_dir_list(tmp_path, capsys):
     assert read_runs_csv(out)["seed"].tolist() == [1, 2]
 
 
+def test_cli_collect_missing_run_dir_list_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "nothere.txt"
+    assert main(["collect", "--suite", "x", "--run-dirs-file", str(missing),
+                 "--out", str(tmp_path / "runs.csv")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: run-dir list file not found: {missing}"
+    assert not (tmp_path / "runs.csv").exists()
+
+
 def test_cli_collect_prints_warnings_and_errors_as_lines(tmp_path, capsys):
     make_run(tmp_path / "runs", "r1", status="running")
     assert main(["collect", "--suite", "x", "--run-dir", str(tmp_path / "runs" / "r1"),

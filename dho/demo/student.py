@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import ConfigError, TrainingError
 from ..io import atomic_torch_save
 from .render import BENCHMARK_SHAPES, BENCHMARK_TEXTURES, COLOUR_HUES, SHAPES, TEXTURES, Attributes, render
-from .teacher import _lr_factor, deterministic_torch
+from .teacher import _lr_factor, deterministic_torch, validate_pretraining
 
 PRETRAIN_STREAM = 2   # numpy seed-sequence stream id: 0 = benchmark images, 1 = tiny CLIP's
 EVAL_OFFSET = 2 ** 30  # image indices of the held-out pretraining images
@@ -81,19 +81,11 @@ class StudentPretrainConfig:
     threads: int = 1           # torch CPU threads (results depend on it)
 
     def validate(self) -> None:
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be 0 or more, got {self.seed}")
-        for key in ("width", "steps", "batch_size", "pool", "threads"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(self, key)}")
+        validate_pretraining(self, ("width", "steps", "batch_size", "pool", "threads"))
         if self.size < 8:
             raise ConfigError(f"--size must be at least 8 pixels, got {self.size}")
         if self.eval_images < 0:
             raise ConfigError(f"eval_images must be 0 or more, got {self.eval_images}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if not 0 <= self.warmup < 1:
-            raise ConfigError(f"warmup must be in [0, 1), got {self.warmup}")
 
 
 def render_pool(seed: int, start: int, count: int, size: int,

@@ -61,6 +61,20 @@ PATTERN_NOUNS = {"striped": "striped pattern", "dotted": "pattern of dots",
                  "checkered": "checkered pattern", "plain": "plain surface"}
 
 
+def validate_pretraining(config, counts: tuple[str, ...]) -> None:
+    """The checks every demo pretraining config shares: a seed of 0 or more, the ``counts``
+    at least 1, a positive peak learning rate and a warm-up fraction in [0, 1)."""
+    if config.seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {config.seed}")
+    for key in counts:
+        if getattr(config, key) < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(config, key)}")
+    if not config.lr > 0:
+        raise ConfigError(f"--lr must be positive, got {config.lr}")
+    if not 0 <= config.warmup < 1:
+        raise ConfigError(f"warmup must be in [0, 1), got {config.warmup}")
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """Budget and optimisation of the tiny CLIP's pretraining."""
@@ -76,17 +90,9 @@ class PretrainConfig:
     threads: int = 1             # torch CPU threads while pretraining (results depend on it)
 
     def validate(self) -> None:
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be 0 or more, got {self.seed}")
-        for key in ("steps", "batch_size", "pool", "threads"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(self, key)}")
+        validate_pretraining(self, ("steps", "batch_size", "pool", "threads"))
         if self.batch_size < 2:
             raise ConfigError(f"--batch-size must be at least 2 for a contrastive loss, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if not 0 <= self.warmup < 1:
-            raise ConfigError(f"warmup must be in [0, 1), got {self.warmup}")
         if not 0 <= self.partial_caption_prob <= 1:
             raise ConfigError(f"partial_caption_prob must be in [0, 1], got {self.partial_caption_prob}")
 

@@ -24,14 +24,15 @@ def _warnings_as_lines() -> Iterator[None]:
 
 def _collect(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from .collect import collect_runs, find_run_dirs, read_run_dirs_file, write_runs_csv
+    from ..io import read_path_list
+    from .collect import collect_runs, find_run_dirs, write_runs_csv
 
     if args.runs_root is None and not args.run_dir and not args.run_dirs_file:
         raise ConfigError("dho collect: give --runs-root DIR, --run-dir DIR (repeatable) "
                           "or --run-dirs-file FILE")
     run_dirs = list(args.run_dir or [])
     for listing in args.run_dirs_file or []:
-        run_dirs += read_run_dirs_file(listing)
+        run_dirs += read_path_list(listing, "run-dir list file")
     if args.runs_root is not None:
         run_dirs += find_run_dirs(args.runs_root)
     with _warnings_as_lines():
@@ -78,13 +79,14 @@ def _rechoose(args: argparse.Namespace) -> int:
 
 def _collect_evals(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from .evals import collect_evals, find_eval_files, read_list_file, write_evals_csv
+    from ..io import read_path_list
+    from .evals import collect_evals, find_eval_files, write_evals_csv
 
     if args.evals_root is None and not args.eval and not args.evals_file:
         raise ConfigError("dho collect-evals: give --evals-root DIR, --eval FILE (repeatable) or --evals-file LIST")
     files = list(args.eval or [])
     for listing in args.evals_file or []:
-        files += read_list_file(listing)
+        files += read_path_list(listing, "evaluation list file")
     if args.evals_root is not None:
         files += find_eval_files(args.evals_root)
     with _warnings_as_lines():

@@ -111,15 +111,6 @@ def find_run_dirs(root: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def read_run_dirs_file(path: str | os.PathLike) -> list[Path]:
-    """Run directories listed one per line in a text file (blank lines and ``#`` comments ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"run-dir list file not found: {path}")
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return [Path(line) for line in lines if line]
-
-
 def _skip(run_dir: Path, why: str) -> None:
     warnings.warn(f"skipping {run_dir}: {why}", IncompleteRunWarning, stacklevel=3)
 

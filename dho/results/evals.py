@@ -97,15 +97,6 @@ def read_eval(path: str | os.PathLike) -> dict[str, Any]:
     return rec
 
 
-def read_list_file(path: str | os.PathLike) -> list[Path]:
-    """Files listed one per line (blank lines and ``#`` comments ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"list file not found: {path}")
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return [Path(line) for line in lines if line]
-
-
 def collect_evals(files: Iterable[str | os.PathLike], suite: str | None = None) -> pd.DataFrame:
     """One row per evaluation record (columns :data:`EVALS_COLUMNS`), sorted.
 
