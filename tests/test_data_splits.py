@@ -51,19 +51,126 @@ def test_fewshot_seed_changes_choice(pets):
     assert a.labeled == make_split(pets, {"kind": "fewshot", "shots": 2}, seed=3).labeled
 
 
-def test_fewshot_too_few_images_names_class(pets):
-    with pytest.raises(ConfigError, match=r"class 0 'fake class 0'.*only 7 train image.*at least 8"):
-        make_split(pets, {"kind": "fewshot", "shots": 8}, seed=1)
+class _ListSource:
+    """Just enough of a DatasetSource for make_split: a name and train items."""
+
+    def __init__(self, train):
+        self.name = "synthetic"
+        self._train = train
+
+    def items(self, split):
+        assert split == "train"
+        return list(self._train)
 
 
-def test_percent_class_balanced(tmp_path):
+def _authors_fewshot(train, shots, seed):
+    """Re-implementation, from reading erjui/DHO datasets/utils.py
+    (generate_fewshot_dataset, repeat=True, after random.seed(1) in train_others.py),
+    of which (path, label) items become the labeled set, in their order."""
+    import random as global_random
+
+    state = global_random.getstate()
+    try:
+        global_random.seed(seed)
+        tracker = {}
+        for item in train:
+            tracker.setdefault(item[1], []).append(item)
+        out = []
+        for label in tracker:
+            items = tracker[label]
+            if len(items) >= shots:
+                out.extend(global_random.sample(items, shots))
+            else:
+                out.extend(global_random.choices(items, k=shots))
+        return out
+    finally:
+        global_random.setstate(state)
+
+
+def _synthetic_train(sizes, shuffle_seed=None):
+    """Train items of a synthetic dataset: class c has sizes[c] images; optionally the
+    split file lists them in a shuffled order (classes then first appear out of order)."""
+    import random as global_random
+
+    train = [(f"c{c}/img{i:05d}.jpg", c) for c, n in enumerate(sizes) for i in range(n)]
+    if shuffle_seed is not None:
+        global_random.Random(shuffle_seed).shuffle(train)
+    return train
+
+
+@pytest.mark.parametrize("shots", [1, 4, 16])
+def test_fewshot_draw_equals_authors_algorithm(shots):
+    sizes = [20, 3, 17, 40, 9, 16, 2]  # some classes below 16: drawn with replacement
+    train = _synthetic_train(sizes, shuffle_seed=5)
+    assert [label for _, label in train[:3]] != [0, 1, 2]  # first appearance != label order
+    m = make_split(_ListSource(train), {"kind": "fewshot", "shots": shots}, seed=1)
+    assert m.labeled == _authors_fewshot(train, shots, 1)
+    drawn = {rel for rel, _ in m.labeled}
+    assert m.unlabeled == [rel for rel, _ in train if rel not in drawn]
+    assert Counter(label for _, label in m.labeled) == {c: shots for c in range(len(sizes))}
+
+
+def test_fewshot_small_class_drawn_with_replacement(pets):
+    m = make_split(pets, {"kind": "fewshot", "shots": 8}, seed=1)  # each class has 7 images
+    assert len(m.labeled) == 24 and len(set(m.labeled)) < 24  # random.choices repeats
+    assert m.unlabeled == [rel for rel, _ in pets.items("train") if rel not in {r for r, _ in m.labeled}]
+
+
+def _authors_balanced_subset(labels, percent, seed):
+    """Re-implementation, from reading erjui/DHO datasets/imagenet_percent.py
+    (subset_npercent_dataset, balanced=True), of the labeled indices in their order."""
+    import numpy as np
+
+    def rounding(arr):  # their cascade_round
+        s, out = 0.0, np.zeros_like(arr)
+        for i, a in enumerate(arr):
+            s += a
+            out[i] = math.ceil(a) if s - (s // 1) > .5 else math.floor(a)
+        return out.astype(np.int32)
+
+    frac = percent / 100.0
+    np_state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        y = np.array(labels)
+        unique, counts = np.unique(y, return_counts=True)
+        per_class = np.maximum(np.minimum(np.ones_like(counts) * ((y.shape[0] / counts.shape[0]) * frac) - 1.0,
+                                          counts), 1.0)
+        rounded = np.minimum(rounding(per_class), counts)
+        while sum(rounded) < y.shape[0] * frac:
+            per_class = np.minimum(per_class + (1 / counts.shape[0]), counts)
+            rounded = np.minimum(rounding(per_class), counts)
+        return list(np.hstack([np.random.choice(np.where(y == unique[k])[0], int(rounded[k]), replace=False)
+                               for k in range(unique.shape[0])]))
+    finally:
+        np.random.set_state(np_state)
+
+
+@pytest.mark.parametrize("percent", [1, 10])
+def test_percent_subset_equals_authors_algorithm(percent):
+    import numpy as np
+
+    sizes = np.random.RandomState(0).randint(732, 1301, size=1000)  # ImageNet-like class sizes
+    train = _synthetic_train(sizes)
+    m = make_split(_ListSource(train), {"kind": "percent", "percent": percent}, seed=13)
+    expected = [train[i] for i in _authors_balanced_subset([label for _, label in train], percent, 13)]
+    assert m.labeled == expected
+    total = int(sizes.sum())
+    assert len(m.labeled) >= total * percent / 100  # topped up to at least N*p
+    per_class = Counter(label for _, label in m.labeled)
+    assert max(per_class.values()) - min(per_class.values()) <= 1  # class-balanced, not p % per class
+    assert len(m.unlabeled) == total - len(m.labeled)
+
+
+def test_percent_small_classes(tmp_path):
     make_fake_dataset("imagenet", tmp_path, num_classes=3, per_class=(9, 1, 1), size=8)
     src = get_dataset("imagenet", tmp_path)
-    for p, per_class in [(1, 1), (10, 1), (30, 3), (50, 5), (100, 9)]:  # max(1, floor(p/100*9 + 0.5))
+    for p in (1, 10, 30, 50):
         m = make_split(src, {"kind": "percent", "percent": p}, seed=13)
-        assert Counter(label for _, label in m.labeled) == {0: per_class, 1: per_class, 2: per_class}, p
-        assert per_class == max(1, math.floor(p / 100 * 9 + 0.5))
+        labels = [label for _, label in src.items("train")]
+        assert m.labeled == [src.items("train")[i] for i in _authors_balanced_subset(labels, p, 13)], p
         _check_partition(src, m)
+    assert len(make_split(src, {"kind": "percent", "percent": 100}, seed=13).labeled) == 27
     assert make_split(src, {"kind": "percent", "percent": 1}, seed=13).label_name == "1pct"
 
 
@@ -170,8 +277,8 @@ def test_split_cli(pets, tmp_path, capsys):
                "--seed", "2", "--out", str(out)])
     assert rc == 2 and "needs --percent" in capsys.readouterr().err
     rc = main(["split", "--dataset", "oxford_pets", "--root", str(pets.root), "--kind", "fewshot",
-               "--shots", "50", "--seed", "2", "--out", str(out)])
-    assert rc == 2 and "only 7 train image(s)" in capsys.readouterr().err
+               "--shots", "0", "--seed", "2", "--out", str(out)])
+    assert rc == 2 and "split.shots = 0: expected an integer >= 1" in capsys.readouterr().err
 
 
 def test_resolve_split_checks_manifest(pets, tmp_path):

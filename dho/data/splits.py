@@ -2,20 +2,26 @@
 
 ``split`` is the ``RunSpec.split`` dict:
 
-* ``{"kind": "fewshot", "shots": N}`` (CoOp style): one ``random.Random(seed)`` draws
-  ``N`` images per class with ``rng.sample``, classes in ascending label order, each
-  class's images in the source's order (split-file order or sorted listing).  A class
-  with fewer than ``N`` train images is a :class:`~dho.errors.ConfigError`.
-* ``{"kind": "percent", "percent": p}`` (class-balanced, DHO's ImageNet code; the card
-  uses seed 13): one ``numpy.random.RandomState(seed)`` permutes each class's images in
-  ascending label order and keeps the first ``max(1, floor(p/100 * count + 0.5))``.
+* ``{"kind": "fewshot", "shots": N}`` (the authors' ``datasets/utils.py:
+  generate_fewshot_dataset``): one ``random.Random(seed)``; classes in order of first
+  appearance in the train items (split-file order, or label order for folder datasets);
+  per class ``rng.sample(images, N)``, or ``rng.choices(images, k=N)`` (with
+  replacement) for a class with fewer than ``N`` images.  Labeled items are listed in
+  draw order (so a repeated image appears twice), as the authors' ``train_x``.
+* ``{"kind": "percent", "percent": p}`` (the authors' ``datasets/imagenet_percent.py:
+  subset_npercent_dataset(balanced=True)``; seed 13 there): the same number of images
+  in every class, about ``N*p/K`` (``N`` train images, ``K`` classes), made integral by
+  their cascade rounding and raised by ``1/K`` per class until the total reaches
+  ``N*p``; then, classes in ascending label order, ``RandomState(seed).choice(class
+  indices, n, replace=False)``.  Labeled items are listed in draw order.  NOT ``p`` %
+  of each class.
 * ``{"kind": "list", "file": F}`` (SimCLRv2 ``1percent.txt``/``10percent.txt``): one
   train file name (basename, e.g. ``n01440764_10026.JPEG``) per line.  ``F`` is used as
   given if it exists, else looked up in the dataset's folder.  The seed is recorded
   but not used.
 
-In every kind the unlabeled set is the rest of ``train`` (labels dropped).  Labeled
-items keep the source's order.  The result is a :class:`SplitManifest`; the same
+In every kind the unlabeled set is the rest of ``train`` (labels dropped), in the
+source's order; ``list`` labeled items keep the source's order.  The result is a :class:`SplitManifest`; the same
 dataset files, split and seed give the same manifest on any machine.
 """
 
@@ -114,36 +120,63 @@ class SplitManifest:
 
 
 def _by_class(items: list[tuple[str, int]]) -> dict[int, list[str]]:
+    """Images per label, labels in order of first appearance, images in source order."""
     groups: dict[int, list[str]] = defaultdict(list)
     for rel, label in items:
         groups[label].append(rel)
-    return dict(sorted(groups.items()))
+    return dict(groups)
 
 
-def _fewshot(source: DatasetSource, train: list[tuple[str, int]], shots: int, seed: int) -> set[str]:
+def _fewshot(train: list[tuple[str, int]], shots: int, seed: int) -> list[tuple[str, int]]:
     rng = random.Random(seed)
-    chosen: set[str] = set()
-    groups = _by_class(train)
-    names = source.classnames
-    for label in range(len(names)):
-        members = groups.get(label, [])
-        if len(members) < shots:
-            raise ConfigError(f"split.shots = {shots}: class {label} '{names[label]}' of dataset "
-                              f"'{source.name}' has only {len(members)} train image(s); expected at least {shots}")
-        chosen.update(rng.sample(members, shots))
-    return chosen
+    drawn: list[tuple[str, int]] = []
+    for label, members in _by_class(train).items():
+        pick = rng.sample(members, shots) if len(members) >= shots else rng.choices(members, k=shots)
+        drawn.extend((rel, label) for rel in pick)
+    return drawn
 
 
-def _percent(train: list[tuple[str, int]], percent: float, seed: int) -> set[str]:
+def cascade_round(values):
+    """The authors' rounding: ``ceil`` where the running sum's fraction exceeds 0.5,
+    else ``floor`` (``datasets/imagenet_percent.py: cascade_round``)."""
     import numpy as np
 
+    out = np.zeros(len(values), dtype=np.int64)
+    total = 0.0
+    for i, v in enumerate(values):
+        total += float(v)
+        out[i] = math.ceil(v) if total - (total // 1) > 0.5 else math.floor(v)
+    return out
+
+
+def balanced_counts(counts, percent: float):
+    """Images drawn per class for ``percent`` % of ``sum(counts)`` (module doc)."""
+    import numpy as np
+
+    counts = np.asarray(counts, dtype=np.float64)
+    n, k, frac = counts.sum(), len(counts), percent / 100.0
+    want = np.maximum(np.minimum(np.full(k, n / k * frac) - 1.0, counts), 1.0)
+    rounded = np.minimum(cascade_round(want), counts)
+    while rounded.sum() < n * frac:
+        want = np.minimum(want + 1.0 / k, counts)
+        rounded = np.minimum(cascade_round(want), counts)
+    return rounded.astype(np.int64)
+
+
+def _percent(train: list[tuple[str, int]], percent: float, seed: int) -> list[tuple[str, int]]:
+    import numpy as np
+
+    if percent >= 100:
+        return list(train)
+    labels = np.array([label for _, label in train])
+    classes = np.unique(labels)
+    counts = balanced_counts([int((labels == c).sum()) for c in classes], percent)
     rs = np.random.RandomState(seed)
-    chosen: set[str] = set()
-    for _, members in _by_class(train).items():
-        k = max(1, int(math.floor(percent / 100.0 * len(members) + 0.5)))
-        order = rs.permutation(len(members))[:k]
-        chosen.update(members[i] for i in order)
-    return chosen
+    drawn: list[tuple[str, int]] = []
+    for c, n in zip(classes, counts):
+        for i in rs.choice(np.where(labels == c)[0], int(n), replace=False):
+            drawn.append(train[int(i)])
+    return drawn
 
 
 def _resolve_list_file(source: DatasetSource, file: str) -> Path:
@@ -190,20 +223,21 @@ def make_split(source: DatasetSource, split: dict, seed: int) -> SplitManifest:
         shots = split.get("shots")
         if not (isinstance(shots, int) and not isinstance(shots, bool) and shots >= 1):
             raise ConfigError(f"split.shots = {shots!r}: expected an integer >= 1")
-        chosen = _fewshot(source, train, shots, seed)
+        labeled = _fewshot(train, shots, seed)
     elif kind == "percent":
         p = split.get("percent")
         if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100):
             raise ConfigError(f"split.percent = {p!r}: expected a number in (0, 100]")
-        chosen = _percent(train, float(p), seed)
+        labeled = _percent(train, float(p), seed)
     elif kind == "list":
         file = split.get("file")
         if not isinstance(file, str) or not file:
             raise ConfigError(f"split.file = {file!r}: expected the path of a label list file")
         chosen = _from_list(source, train, file)
+        labeled = [(rel, label) for rel, label in train if rel in chosen]
     else:
         raise ConfigError(f"split.kind = {kind!r}: expected 'fewshot', 'percent' or 'list'")
-    labeled = [(rel, label) for rel, label in train if rel in chosen]
+    chosen = {rel for rel, _ in labeled}
     unlabeled = [rel for rel, _ in train if rel not in chosen]
     return SplitManifest(dataset=source.name, split=dict(split), seed=seed, labeled=labeled, unlabeled=unlabeled)
 
