@@ -1,7 +1,16 @@
 """Reported numbers (paper / authors' release) and how a reproduced cell is matched to one.
 
 The numbers live in the package data file ``dho/results/reported.csv`` (columns
-:data:`REPORTED_COLUMNS`, ``#`` comment lines allowed), one row per number.
+:data:`REPORTED_COLUMNS`, optional :data:`OPTIONAL_COLUMNS`, ``#`` comment lines allowed),
+one row per number: all 546 numbers transcribed from the paper, keyed by table and, where
+the harness has the thing, by the harness's own names (see the file's header).
+
+Two ways to find a number:
+
+- :func:`find_reported`: loose matching for the generic comparison tables (metric
+  ``top1_acc`` only; student/teacher by words, see :func:`matches`);
+- :func:`lookup`: exact, by table and keys, for the paper-layout tables
+  (:mod:`dho.results.paper`).
 """
 
 from __future__ import annotations
@@ -17,7 +26,12 @@ import pandas as pd
 from ..errors import DataError
 from .collect import label_count
 
-REPORTED_COLUMNS = ("protocol", "dataset", "labels", "student", "teacher", "method", "value", "source")
+REPORTED_COLUMNS = ("table", "protocol", "dataset", "labels", "student", "teacher", "method", "metric",
+                    "value", "source")
+#: Kept when present: the transcription's own wording and its notes.
+OPTIONAL_COLUMNS = ("paper_student", "paper_teacher", "paper_method", "note")
+#: The metric of the tables' accuracy cells.
+TOP1 = "top1_acc"
 
 
 def default_reported_path() -> Path:
@@ -43,7 +57,7 @@ def load_reported(path: str | os.PathLike | None = None) -> pd.DataFrame:
     if bad:
         raise DataError(f"reported-numbers file {path}: column 'value' on data row {bad[0] + 1} "
                         f"= {df.loc[bad[0], 'value']!r}: expected a number")
-    df = df.loc[:, list(REPORTED_COLUMNS)].copy()
+    df = df.loc[:, list(REPORTED_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df.columns]].copy()
     df["value"] = values.astype("float64")
     return df
 
@@ -77,8 +91,23 @@ def matches(reported_row: pd.Series | dict, dataset: str, labels: str, student: 
 
 def find_reported(reported: pd.DataFrame, dataset: str, labels: str, student: str, teacher: str,
                   method: str) -> pd.Series | None:
-    """The first reported row matching the cell, or ``None``."""
-    for _, row in reported.iterrows():
+    """The first reported top-1 accuracy matching the cell, or ``None``."""
+    for _, row in reported[reported["metric"] == TOP1].iterrows():
         if matches(row, dataset, labels, student, teacher, method):
             return row
     return None
+
+
+def lookup(reported: pd.DataFrame, table: str, metric: str = TOP1, **keys: str) -> float:
+    """The one number of ``table`` whose columns equal ``keys`` exactly (``nan`` if none).
+
+    Raises :class:`~dho.errors.DataError` when several rows match: the keys of a paper
+    layout must name one number.
+    """
+    sel = reported[(reported["table"] == table) & (reported["metric"] == metric)]
+    for column, value in keys.items():
+        sel = sel[sel[column] == value]
+    if len(sel) > 1:
+        raise DataError(f"reported numbers: {len(sel)} rows of {table} match {keys} (metric {metric}); "
+                        f"expected one")
+    return float(sel["value"].iloc[0]) if len(sel) else math.nan
