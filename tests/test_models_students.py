@@ -131,7 +131,9 @@ def test_missing_clip_weights_fail_fast(offline):
 
 
 def _zero_shot_reference(weights: str, x01: torch.Tensor):
-    """Zero-shot logits and raw features of the tiny CLIP, computed directly with open_clip."""
+    """Raw image features of the tiny CLIP and W = the raw (unnormalised) mean over
+    templates of the class's text embeddings (the authors' student head init), computed
+    directly with open_clip."""
     oc = open_clip()
     model = oc.create_model(TINY, pretrained=weights).eval()
     tok = oc.get_tokenizer(TINY)
@@ -142,7 +144,7 @@ def _zero_shot_reference(weights: str, x01: torch.Tensor):
         cols = []
         for c in CLASSES:
             e = model.encode_text(tok([t.format(c) for t in TEMPLATES]))
-            cols.append(F.normalize(F.normalize(e, dim=-1).mean(0), dim=0))
+            cols.append(e.mean(0))
         W = torch.stack(cols, dim=1)
     return 100 * F.normalize(feats, dim=-1) @ W, feats, W
 
@@ -156,7 +158,8 @@ def test_clip_student_language_init_matches_zero_shot(tiny_clip_weights):
     with torch.no_grad():
         out = student(x01)
     assert torch.allclose(out.feature, feats, atol=1e-5)
-    assert torch.allclose(out.kd, zs_logits, atol=1e-3)                    # 100 * cos(z, W)
+    assert not torch.allclose(W.norm(dim=0), torch.ones(3))                # W is not normalised
+    assert torch.allclose(out.kd, zs_logits, atol=1e-3)                    # 100 * normalize(z) @ W
     assert torch.equal(out.kd.argmax(1), zs_logits.argmax(1))
     assert torch.allclose(out.ce, feats @ W, atol=1e-4)                     # raw feature, zero bias
     assert torch.count_nonzero(student.ce_head.bias) == 0 and torch.count_nonzero(student.kd_head.bias) == 0
@@ -165,6 +168,30 @@ def test_clip_student_language_init_matches_zero_shot(tiny_clip_weights):
     n_visual = sum(p.numel() for p in visual.parameters())
     assert sum(p.numel() for p in student.parameters()) == n_visual + 2 * (32 * 3 + 3)
     assert not any("token_embedding" in n for n, _ in student.named_parameters())
+
+
+def test_aligned_kd_head_scales_its_bias():
+    """kd = kd_head(normalize(z)) * 100 (train_imgnet_semi.py), worked by hand:
+    z = (3, 4) -> normalize = (0.6, 0.8); weight = I, bias = (0.5, -0.25)
+    -> 100 * (0.6 + 0.5, 0.8 - 0.25) = (110, 55); ce = z @ I^T + 0 = (3, 4)."""
+    from dho.models.preprocess import InputAdapter
+    from dho.models.students import Student
+
+    class Flat(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1)
+
+    student = Student(Flat(), 2, 2, heads=2, adapter=InputAdapter(1, (0.0,) * 3, (1.0,) * 3, "bilinear"),
+                      kd_head_align=True)
+    student.adapter = torch.nn.Identity()  # feed z directly
+    with torch.no_grad():
+        for head in (student.ce_head, student.kd_head):
+            head.weight.copy_(torch.eye(2))
+        student.ce_head.bias.zero_()
+        student.kd_head.bias.copy_(torch.tensor([0.5, -0.25]))
+        out = student(torch.tensor([[3.0, 4.0]]))
+    assert torch.allclose(out.kd, torch.tensor([[110.0, 55.0]]))
+    assert torch.allclose(out.ce, torch.tensor([[3.0, 4.0]]))
 
 
 def test_clip_student_ablation_switches(tiny_clip_weights):

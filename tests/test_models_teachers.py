@@ -87,6 +87,32 @@ def test_zeroshot_logits_match_open_clip(teacher, weights):
     assert not teacher.training and not teacher.visual.training
 
 
+def test_text_norms_follow_the_authors_code(teacher, weights):
+    """RN50/OpenAI teachers: normalised mean re-normalised (clip_classifier); DFN5B: the
+    normalised mean, not re-normalised (train_imgnet_semi.py); CLIP students: raw mean."""
+    from dho.models.clip import text_classifier
+    from dho.models.teachers import default_text_norm
+
+    oc = open_clip()
+    model = oc.create_model(TINY, pretrained=weights).eval()
+    tok = oc.get_tokenizer(TINY)
+    with torch.no_grad():
+        raw = [model.encode_text(tok([t.format(c) for t in TEMPLATES])) for c in CLASSES]
+        W = {norm: text_classifier(model, TINY, CLASSES, TEMPLATES, progress=False, norm=norm)
+             for norm in ("renormalized", "mean_of_normalized", "raw_mean")}
+    mean_norm = torch.stack([F.normalize(e, dim=-1).mean(0) for e in raw], dim=1)
+    assert torch.allclose(W["mean_of_normalized"], mean_norm, atol=1e-6)
+    assert (W["mean_of_normalized"].norm(dim=0) < 0.999).all()  # two templates: the mean is shorter
+    assert torch.allclose(W["renormalized"], F.normalize(mean_norm, dim=0), atol=1e-6)
+    assert torch.allclose(W["raw_mean"], torch.stack([e.mean(0) for e in raw], dim=1), atol=1e-5)
+    assert default_text_norm("ViT-H-14-378-quickgelu", "dfn5b") == "mean_of_normalized"
+    assert default_text_norm("RN50-quickgelu", "openai") == "renormalized"
+    dfn_like = build_zeroshot_teacher(TINY, weights, CLASSES, TEMPLATES, progress=False, text_norm="mean_of_normalized")
+    assert torch.allclose(dfn_like.text_classifier, mean_norm, atol=1e-6)
+    with pytest.raises(ConfigError, match="--text-norm 'unit'"):
+        build_zeroshot_teacher(TINY, weights, CLASSES, TEMPLATES, progress=False, text_norm="unit")
+
+
 def test_teacher_output_is_usable_as_a_training_target(teacher):
     x01 = torch.rand(2, 3, 40, 40)  # any size: the teacher resizes
     t = teacher(x01)

@@ -13,7 +13,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -96,7 +96,8 @@ class DatasetSource:
     name: str = ""
     folder_name: str = ""
     image_subdir: str = ""
-    templates: list[str] = ["a photo of a {}."]
+    templates: list[str] = ["a photo of a {}."]   # the authors' prompts (prompt set "authors")
+    clip_templates: list[str] | None = None      # CLIP's ensemble (prompt set "clip"); None: templates
     splits: tuple[str, ...] = SPLITS
     # True when items come from listing the image folders (they exist by construction,
     # so check() skips one stat per image: 1.3M on ImageNet).
@@ -132,6 +133,15 @@ class DatasetSource:
     @property
     def class_subset(self) -> list[int] | None:
         return None
+
+    def prompt_templates(self, prompts: str = "authors") -> list[str]:
+        """The prompt templates of the named set (``dho.data.templates.PROMPT_SETS``)."""
+        from .templates import PROMPT_SETS
+
+        if prompts not in PROMPT_SETS:
+            raise ConfigError(f"prompts = {prompts!r}: expected one of {', '.join(PROMPT_SETS)}")
+        chosen = self.clip_templates if prompts == "clip" else None
+        return list(chosen or self.templates)
 
     def items(self, split: str) -> list[tuple[str, int]]:
         """``(path relative to image_dir, label)`` for ``split``, in a fixed (sorted/file) order."""

@@ -1,12 +1,48 @@
-"""Prompt templates (one ``{}`` for the class name) per dataset.
+"""Prompt templates (one ``{}`` for the class name) per dataset, in two named sets.
 
-These are CLIP's prompt-ensemble templates: ``data/prompts.md`` of the openai/CLIP
+``authors`` (the default): the templates of the DHO authors' code (GitHub erjui/DHO,
+``datasets/<name>.py``): ONE template per fine-grained dataset and the 7-template
+ensemble for ImageNet (``imagenet_templates``, the same 7 as open_clip's
+``SIMPLE_IMAGENET_TEMPLATES``); used for the zero-shot teachers and for the CLIP
+students' head initialisation.  The ImageNet OOD sets use the ImageNet set.
+
+``clip``: CLIP's prompt-ensemble templates: ``data/prompts.md`` of the openai/CLIP
 repository for the few-shot datasets, and the 80 ImageNet templates of CLIP's
 ``notebooks/Prompt_Engineering_for_ImageNet.ipynb`` for ImageNet and its variants
 (V2, Sketch, A, R), exactly as CLIP used them (including "a embroidered").
+
+A dataset class carries both (``templates`` and ``clip_templates``);
+:meth:`dho.data.source.DatasetSource.prompt_templates` picks one by name.
 """
 
+PROMPT_SETS = ("authors", "clip")
+
+# How the per-template text embeddings of a class become its classifier column (the
+# authors' code differs by model): "renormalized" = mean of the L2-normalised embeddings,
+# normalised again (their clip_classifier: the RN50 and OpenAI ViT teachers);
+# "mean_of_normalized" = the same mean, not normalised again (their DFN5B ViT-H/14
+# teacher in train_imgnet_semi.py); "raw_mean" = mean of the raw embeddings (their CLIP
+# students' head initialisation).
+TEXT_NORMS = ("renormalized", "mean_of_normalized", "raw_mean")
+
+# --- the authors' templates (erjui/DHO datasets/*.py) ------------------------------------
 IMAGENET = [
+    "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+    "a {} in a video game.", "art of the {}.", "a photo of the small {}.",
+]
+CALTECH101 = ["a photo of a {}."]
+OXFORD_PETS = ["a photo of a {}, a type of pet."]
+STANFORD_CARS = ["a photo of a {}."]
+FLOWERS102 = ["a photo of a {}, a type of flower."]
+FOOD101 = ["a photo of {}, a type of food."]
+FGVC_AIRCRAFT = ["a photo of a {}, a type of aircraft."]
+SUN397 = ["a photo of a {}."]
+DTD = ["{} texture."]
+EUROSAT = ["a centered satellite photo of {}."]
+UCF101 = ["a photo of a person doing {}."]
+
+# --- CLIP's prompt ensembles ----------------------------------------------------------------
+CLIP_IMAGENET = [
     "a bad photo of a {}.", "a photo of many {}.", "a sculpture of a {}.",
     "a photo of the hard to see {}.", "a low resolution photo of the {}.", "a rendering of a {}.",
     "graffiti of a {}.", "a bad photo of the {}.", "a cropped photo of the {}.", "a tattoo of a {}.",
@@ -34,7 +70,7 @@ IMAGENET = [
     "a tattoo of the {}.",
 ]
 
-CALTECH101 = [
+CLIP_CALTECH101 = [
     "a photo of a {}.", "a painting of a {}.", "a plastic {}.", "a sculpture of a {}.",
     "a sketch of a {}.", "a tattoo of a {}.", "a toy {}.", "a rendition of a {}.",
     "a embroidered {}.", "a cartoon {}.", "a {} in a video game.", "a plushie {}.",
@@ -46,34 +82,34 @@ CALTECH101 = [
     "graffiti of the {}.", "a drawing of the {}.", "a doodle of the {}.",
 ]
 
-OXFORD_PETS = ["a photo of a {}, a type of pet."]
+CLIP_OXFORD_PETS = ["a photo of a {}, a type of pet."]
 
-STANFORD_CARS = [
+CLIP_STANFORD_CARS = [
     "a photo of a {}.", "a photo of the {}.", "a photo of my {}.", "i love my {}!",
     "a photo of my dirty {}.", "a photo of my clean {}.", "a photo of my new {}.",
     "a photo of my old {}.",
 ]
 
-FLOWERS102 = ["a photo of a {}, a type of flower."]
+CLIP_FLOWERS102 = ["a photo of a {}, a type of flower."]
 
-FOOD101 = ["a photo of {}, a type of food."]
+CLIP_FOOD101 = ["a photo of {}, a type of food."]
 
-FGVC_AIRCRAFT = ["a photo of a {}, a type of aircraft.", "a photo of the {}, a type of aircraft."]
+CLIP_FGVC_AIRCRAFT = ["a photo of a {}, a type of aircraft.", "a photo of the {}, a type of aircraft."]
 
-SUN397 = ["a photo of a {}.", "a photo of the {}."]
+CLIP_SUN397 = ["a photo of a {}.", "a photo of the {}."]
 
-DTD = [
+CLIP_DTD = [
     "a photo of a {} texture.", "a photo of a {} pattern.", "a photo of a {} thing.",
     "a photo of a {} object.", "a photo of the {} texture.", "a photo of the {} pattern.",
     "a photo of the {} thing.", "a photo of the {} object.",
 ]
 
-EUROSAT = [
+CLIP_EUROSAT = [
     "a centered satellite photo of {}.", "a centered satellite photo of a {}.",
     "a centered satellite photo of the {}.",
 ]
 
-UCF101 = [
+CLIP_UCF101 = [
     f"a {kind} of {who} {verb}{{}}."
     for verb in ("", "using ", "doing ", "during ", "performing ", "practicing ")
     for who in ("a person", "the person")

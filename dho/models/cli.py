@@ -39,10 +39,12 @@ def _cmd_zeroshot(args) -> int:
     from .teachers import build_zeroshot_teacher, save_teacher
 
     source = get_dataset(args.dataset, args.root)
-    teacher = build_zeroshot_teacher(args.model, args.pretrained, source.classnames, source.templates,
-                                     device=_device(args.device), progress=not args.quiet)
+    teacher = build_zeroshot_teacher(args.model, args.pretrained, source.classnames,
+                                     source.prompt_templates(args.prompts), device=_device(args.device),
+                                     progress=not args.quiet, text_norm=args.text_norm)
     save_teacher(teacher, args.out)
-    print(f"zero-shot teacher {args.model} ({args.pretrained}), {teacher.num_classes} classes -> {args.out}")
+    print(f"zero-shot teacher {args.model} ({args.pretrained}), {teacher.num_classes} classes, "
+          f"prompts {args.prompts} -> {args.out}")
     return 0
 
 
@@ -113,6 +115,8 @@ def _cmd_eval(args) -> int:
 
 
 def add_cli(sub) -> None:
+    from ..data.templates import PROMPT_SETS, TEXT_NORMS
+
     p = sub.add_parser("students", help="list the student architectures")
     p.set_defaults(func=_cmd_students)
 
@@ -130,6 +134,12 @@ def add_cli(sub) -> None:
     common(z)
     z.add_argument("--model", required=True, help="open_clip model name, e.g. RN50-quickgelu")
     z.add_argument("--pretrained", required=True, help="open_clip pretrained tag (e.g. openai) or weights file")
+    z.add_argument("--prompts", default="authors", choices=PROMPT_SETS,
+                   help="prompt templates: authors (DHO code's: one per fine-grained dataset, 7 for "
+                        "ImageNet; default) or clip (CLIP's ensembles, 80 for ImageNet)")
+    z.add_argument("--text-norm", default="auto", choices=("auto",) + TEXT_NORMS,
+                   help="how prompt embeddings form a class column; auto = the authors' choice for this "
+                        "model (mean_of_normalized for dfn5b, else renormalized)")
     z.add_argument("--out", required=True, help="teacher file to write")
     z.set_defaults(func=_cmd_zeroshot)
 

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.templates import TEXT_NORMS
 from ..errors import CheckpointError, ConfigError, WeightsUnavailable
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -127,11 +128,14 @@ def preprocess_info(clip_model) -> dict[str, Any]:
             "interpolation": interp if interp in ("bilinear", "bicubic") else "bicubic"}
 
 
+
+
 @torch.no_grad()
 def text_classifier(clip_model, model_name: str, classnames: Sequence[str], templates: Sequence[str],
-                    progress: bool = True) -> torch.Tensor:
-    """Zero-shot classifier ``W`` [D, C]: column c is the normalised mean over templates of
-    the normalised text embeddings of class c (computed in float32 on the model's device)."""
+                    progress: bool = True, norm: str = "renormalized") -> torch.Tensor:
+    """Zero-shot classifier ``W`` [D, C]: column c combines the text embeddings of class c
+    under ``templates`` as ``norm`` says (:data:`TEXT_NORMS`; computed in float32 on the
+    model's device)."""
     from tqdm.auto import tqdm
 
     if not classnames:
@@ -139,11 +143,17 @@ def text_classifier(clip_model, model_name: str, classnames: Sequence[str], temp
     if not templates or any(t.count("{}") != 1 for t in templates):
         raise ConfigError(f"text classifier: expected prompt templates with exactly one '{{}}', "
                           f"got {list(templates)[:3]!r}")
+    if norm not in TEXT_NORMS:
+        raise ConfigError(f"text classifier: norm = {norm!r}: expected one of {', '.join(TEXT_NORMS)}")
     tokenizer = open_clip().get_tokenizer(model_name)
     device = next(clip_model.parameters()).device
     columns = []
     for name in tqdm(classnames, desc="text classifier", unit="class", disable=not progress):
         tokens = tokenizer([t.format(name) for t in templates]).to(device)
-        emb = F.normalize(clip_model.encode_text(tokens).float(), dim=-1)
-        columns.append(F.normalize(emb.mean(dim=0), dim=-1))
+        emb = clip_model.encode_text(tokens).float()
+        if norm == "raw_mean":
+            columns.append(emb.mean(dim=0))
+            continue
+        mean = F.normalize(emb, dim=-1).mean(dim=0)
+        columns.append(F.normalize(mean, dim=-1) if norm == "renormalized" else mean)
     return torch.stack(columns, dim=1)

@@ -8,9 +8,10 @@ normalises it itself, and returns ``StudentOutput(feature, ce, kd)``:
 * ``ce`` = ``h_CE(z)`` (trained on labels), ``kd`` = ``h_KD(z)`` (trained on the teacher);
   with ``heads=1`` there is one head and ``ce`` and ``kd`` are the same tensor.
 
-CLIP students ([code], ImageNet protocol): both heads are initialised from the student's
-own text tower (``language_init``), and ``h_KD`` sees ``100 * normalize(z)``
-(``kd_head_align``) while ``h_CE`` sees the raw ``z``.  With one head, the head sees the
+CLIP students ([code], ``train_imgnet_semi.py``): both heads are initialised from the
+student's own text tower (``language_init``: weight = the raw, unnormalised mean of the
+class's prompt embeddings, bias 0), and the KD logits are ``h_KD(normalize(z)) * 100``
+(``kd_head_align``; the bias is scaled with the rest) while ``h_CE`` sees the raw ``z``.  With one head, the head sees the
 raw feature (alignment is a property of a separate KD head).
 
 student_kwargs:
@@ -45,6 +46,7 @@ from .preprocess import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
 STUDENTS = Registry("student")
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
+KD_ALIGN_SCALE = 100.0  # CLIP's logit scale, applied to the aligned KD head's output
 
 
 class StudentOutput(NamedTuple):
@@ -77,8 +79,9 @@ class Student(nn.Module):
         ce = self.ce_head(z)
         if self.kd_head is None:
             return StudentOutput(z, ce, ce)
-        kd_in = 100.0 * F.normalize(z, dim=-1) if self.kd_head_align else z
-        return StudentOutput(z, ce, self.kd_head(kd_in))
+        if self.kd_head_align:  # the authors' kd_head(normalize(z)) * 100: the bias is scaled too
+            return StudentOutput(z, ce, KD_ALIGN_SCALE * self.kd_head(F.normalize(z, dim=-1)))
+        return StudentOutput(z, ce, self.kd_head(z))
 
     @torch.no_grad()
     def init_heads_from_text(self, weight: torch.Tensor) -> None:
@@ -232,7 +235,8 @@ def _clip_student_from(name: str, source: str | None, num_classes: int, heads: i
                       InputAdapter(info["image_size"], info["mean"], info["std"], info["interpolation"]),
                       kd_head_align=kd_head_align)
     if language_init and classnames is not None:
-        W = text_classifier(clip_model, name, classnames, templates or DEFAULT_TEMPLATES, progress=progress)
+        W = text_classifier(clip_model, name, classnames, templates or DEFAULT_TEMPLATES, progress=progress,
+                            norm="raw_mean")
         student.init_heads_from_text(W.t())
     return student  # the text tower is dropped with clip_model
 

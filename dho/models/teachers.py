@@ -3,7 +3,8 @@
 A teacher maps the shared un-normalised [0, 1] crop to logits [B, C]; it resizes and
 normalises the crop itself (CLIP size, mean and std of its open_clip model).
 
-* zero-shot: ``logits = 100 * normalize(f_img(x)) @ W``, ``W`` [D, C] from prompt templates;
+* zero-shot: ``logits = 100 * normalize(f_img(x)) @ W``, ``W`` [D, C] from prompt templates
+  (column normalisation as in the authors' code: :func:`default_text_norm`);
 * Tip-Adapter-F: ``logits = clip_logits + alpha_tip * exp(-beta_tip * (1 - f @ K^T)) @ V``
   (fitted by :func:`dho.models.tip_adapter.fit_tip_adapter_f`).
 
@@ -23,6 +24,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_torch_save
 from ..registry import Registry
+from ..data.templates import TEXT_NORMS
 from .clip import create_clip, first_line, preprocess_info, text_classifier
 from .preprocess import InputAdapter
 
@@ -148,14 +150,28 @@ def _adapter_for(clip_model) -> InputAdapter:
     return InputAdapter(info["image_size"], info["mean"], info["std"], info["interpolation"])
 
 
+def default_text_norm(model: str, pretrained: str) -> str:
+    """The authors' text-classifier normalisation for a teacher: the DFN5B ViT-H/14
+    (``train_imgnet_semi.py``, open_clip path) averages the normalised prompt embeddings
+    without normalising the mean again; every other teacher goes through their
+    ``clip_classifier``, which does (:data:`dho.models.clip.TEXT_NORMS`)."""
+    return "mean_of_normalized" if pretrained == "dfn5b" else "renormalized"
+
+
 def build_zeroshot_teacher(model: str, pretrained: str, classnames: Sequence[str], templates: Sequence[str],
-                           device: str | torch.device = "cpu", progress: bool = True) -> ZeroShotTeacher:
-    """Zero-shot CLIP teacher from open_clip ``model`` with ``pretrained`` = tag or local file."""
+                           device: str | torch.device = "cpu", progress: bool = True,
+                           text_norm: str = "auto") -> ZeroShotTeacher:
+    """Zero-shot CLIP teacher from open_clip ``model`` with ``pretrained`` = tag or local file;
+    ``text_norm``: one of :data:`~dho.models.clip.TEXT_NORMS` or "auto" (:func:`default_text_norm`)."""
+    if text_norm == "auto":
+        text_norm = default_text_norm(model, pretrained)
+    if text_norm not in TEXT_NORMS:
+        raise ConfigError(f"--text-norm {text_norm!r}: expected auto or one of {', '.join(TEXT_NORMS)}")
     if not pretrained:
         raise ConfigError(f"teacher '{model}': pretrained is empty: expected an open_clip tag or a "
                           f"weights file (the teacher file re-creates the image tower from it)")
     clip_model = create_clip(model, pretrained, device).eval()
-    W = text_classifier(clip_model, model, classnames, templates, progress=progress)
+    W = text_classifier(clip_model, model, classnames, templates, progress=progress, norm=text_norm)
     return ZeroShotTeacher(clip_model.visual, _adapter_for(clip_model), W, model, pretrained, classnames)
 
 

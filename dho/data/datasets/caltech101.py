@@ -10,4 +10,5 @@ class Caltech101(CoopSplitDataset):
     folder_name = "caltech-101"
     image_subdir = "101_ObjectCategories"
     split_file = "split_zhou_Caltech101.json"
+    clip_templates = templates.CLIP_CALTECH101
     templates = templates.CALTECH101

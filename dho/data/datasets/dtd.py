@@ -10,4 +10,5 @@ class DTD(CoopSplitDataset):
     folder_name = "dtd"
     image_subdir = "images"
     split_file = "split_zhou_DescribableTextures.json"
+    clip_templates = templates.CLIP_DTD
     templates = templates.DTD

@@ -10,4 +10,5 @@ class EuroSAT(CoopSplitDataset):
     folder_name = "eurosat"
     image_subdir = "2750"
     split_file = "split_zhou_EuroSAT.json"
+    clip_templates = templates.CLIP_EUROSAT
     templates = templates.EUROSAT

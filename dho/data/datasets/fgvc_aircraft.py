@@ -17,6 +17,7 @@ from ..source import DatasetSource, Index, clean_classname
 class FGVCAircraft(DatasetSource):
     folder_name = "fgvc_aircraft"
     image_subdir = "images"
+    clip_templates = templates.CLIP_FGVC_AIRCRAFT
     templates = templates.FGVC_AIRCRAFT
 
     def _read_lines(self, name: str, problems: list[str]) -> list[tuple[int, str]] | None:

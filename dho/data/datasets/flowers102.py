@@ -10,4 +10,5 @@ class Flowers102(CoopSplitDataset):
     folder_name = "oxford_flowers"
     image_subdir = "jpg"
     split_file = "split_zhou_OxfordFlowers.json"
+    clip_templates = templates.CLIP_FLOWERS102
     templates = templates.FLOWERS102

@@ -10,4 +10,5 @@ class Food101(CoopSplitDataset):
     folder_name = "food-101"
     image_subdir = "images"
     split_file = "split_zhou_Food101.json"
+    clip_templates = templates.CLIP_FOOD101
     templates = templates.FOOD101

@@ -17,4 +17,5 @@ class ImageNet(ClassFolderDataset):
     folder_name = "imagenet"
     image_subdir = "images"
     split_dirs = {"train": "train", "val": "val", "test": "val"}
+    clip_templates = templates.CLIP_IMAGENET
     templates = templates.IMAGENET

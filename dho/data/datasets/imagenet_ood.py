@@ -22,6 +22,7 @@ from ..registry import DATASETS
 class _ImageNetTestSet(ClassFolderDataset):
     splits = ("test",)
     split_dirs = {"test": ""}
+    clip_templates = templates.CLIP_IMAGENET
     templates = templates.IMAGENET
 
 

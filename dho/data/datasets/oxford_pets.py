@@ -10,4 +10,5 @@ class OxfordPets(CoopSplitDataset):
     folder_name = "oxford_pets"
     image_subdir = "images"
     split_file = "split_zhou_OxfordPets.json"
+    clip_templates = templates.CLIP_OXFORD_PETS
     templates = templates.OXFORD_PETS

@@ -13,4 +13,5 @@ class StanfordCars(CoopSplitDataset):
     folder_name = "stanford_cars"
     image_subdir = ""
     split_file = "split_zhou_StanfordCars.json"
+    clip_templates = templates.CLIP_STANFORD_CARS
     templates = templates.STANFORD_CARS

@@ -10,4 +10,5 @@ class SUN397(CoopSplitDataset):
     folder_name = "sun397"
     image_subdir = "SUN397"
     split_file = "split_zhou_SUN397.json"
+    clip_templates = templates.CLIP_SUN397
     templates = templates.SUN397

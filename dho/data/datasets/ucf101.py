@@ -10,4 +10,5 @@ class UCF101(CoopSplitDataset):
     folder_name = "ucf101"
     image_subdir = "UCF-101-midframes"
     split_file = "split_zhou_UCF101.json"
+    clip_templates = templates.CLIP_UCF101
     templates = templates.UCF101
