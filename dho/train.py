@@ -20,10 +20,11 @@ with the labeled loader cycled.  Methods without a teacher (``needs_teacher`` Fa
 the CE baseline) run the same number of steps per epoch with the same labeled batches and
 schedule, but load no unlabeled images (``out_u``, ``t_l``, ``t_u`` are None).
 
-Determinism and resume.  Every epoch re-seeds python/numpy/torch and the loaders'
-``torch.Generator`` from ``(seed, epoch)``; the sampler draws the permutation and one
-augmentation seed per image from it (:class:`SeededSampler`), so crops do not depend on
-``num_workers``.  A run resumed from the epoch checkpoint reproduces the uninterrupted run
+Determinism and resume.  Every epoch re-seeds python/numpy/torch from ``(seed, epoch)``.
+The batches and the views are pure functions of the run's seed (:mod:`dho.data.views`):
+each crop/flip is drawn from a counter-based generator keyed by ``(seed, epoch, pass,
+train index)``, so a view does not depend on ``num_workers``, the batch order or the
+label level (the teacher-output cache relies on it).  A run resumed from the epoch checkpoint reproduces the uninterrupted run
 exactly on CPU with the same thread count (``torch.use_deterministic_algorithms`` is on).
 
 Concurrency.  An exclusive ``fcntl.flock`` on ``RUN_DIR/.lock`` is held while training:
@@ -98,43 +99,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class SeededSampler(torch.utils.data.Sampler):
-    """Shuffled indices of ``n`` items, each paired with its own augmentation seed; a new
-    permutation and new seeds per pass, all drawn from ``generator``."""
-
-    def __init__(self, n: int, generator: torch.Generator):
-        self.n = n
-        self.generator = generator
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        perm = torch.randperm(self.n, generator=self.generator).tolist()
-        seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=self.generator).tolist()
-        return iter(zip(perm, seeds))
-
-
-class SeededItems(torch.utils.data.Dataset):
-    """Applies ``dataset[index]`` under ``torch.manual_seed(seed)`` for ``(index, seed)`` keys,
-    restoring the caller's RNG, so the augmentation of an image does not depend on the
-    number of loader workers or on which worker loads it."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]):
-        index, seed = key
-        with torch.random.fork_rng(devices=[]):
-            # the CPU generator only: torch.manual_seed would also queue a lazy CUDA seed,
-            # recording a Python traceback per image (~1 ms each on CUDA builds)
-            torch.default_generator.manual_seed(seed)
-            return self.dataset[index]
-
-
 def rng_state() -> dict[str, Any]:
     """RNG states as plain lists/tensors (loadable with ``weights_only=True``)."""
     version, internal, gauss = random.getstate()
@@ -169,17 +133,6 @@ def lr_factor(step: int, total_steps: int, warmup: float, start_factor: float, s
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0 - progress
-
-
-def cycle(make_iter) -> Iterator:
-    """Iterate ``make_iter()`` forever, starting a new pass (new shuffle) when one ends."""
-    while True:
-        yielded = False
-        for item in make_iter():
-            yielded = True
-            yield item
-        if not yielded:
-            raise DataError("a data loader is empty")
 
 
 def _git_commit() -> str | None:
@@ -344,15 +297,27 @@ class _Run:
         if not manifest.labeled:
             raise DataError(f"split {spec.split} of dataset {spec.dataset} has no labeled images")
         self.manifest = manifest
-        train_tf = data.train_transform(spec.image_size, spec.crop_scale_min)
         eval_tf = data.eval_transform(spec.image_size)
-        self.labeled_set = data.ImageList(source, list(manifest.labeled), train_tf)
-        self.unlabeled_set = data.ImageList(source, [(p, -1) for p in manifest.unlabeled], train_tf)
+        self._setup_views(source, manifest)
         self.val_set = data.ImageList(source, source.items("val"), eval_tf)
         self.test_set = data.ImageList(source, source.items("test"), eval_tf)
         for name, ds in (("val", self.val_set), ("test", self.test_set)):
             if len(ds) == 0:
                 raise DataError(f"dataset {spec.dataset} under {spec.data_root} has no {name} images")
+
+    def _setup_views(self, source, manifest) -> None:
+        """Training views keyed by (seed, epoch, pass, train index) (:mod:`dho.data.views`)."""
+        from .data import views
+
+        spec = self.spec
+        train_items = source.items("train")
+        lab, unl = views.train_indices(train_items, manifest.labeled, manifest.unlabeled)
+        make = lambda mask: views.ViewDataset(source, train_items, spec.image_size, spec.crop_scale_min,  # noqa: E731
+                                              spec.seed, mask_labels=mask)
+        self.labeled_set, self.unlabeled_set = make(False), make(True)
+        self.schedule_args = dict(seed=spec.seed, n_train=len(train_items), labeled=lab, unlabeled=unl,
+                                  batch_size=spec.batch_size, unlabeled_batch_size=spec.unlabeled_batch_size,
+                                  epoch_length=spec.epoch_length)
 
     def _setup_models(self) -> None:
         from .methods import METHODS
@@ -377,24 +342,20 @@ class _Run:
         self.student = build_student(spec.student, num_classes, heads=self.method.heads,
                                      pretrained=spec.student_pretrained, classnames=self.source.classnames,
                                      templates=self.source.templates, **spec.student_kwargs).to(self.device)
+        from .data.views import Schedule
 
-    def _loader(self, dataset, batch_size: int, generator: torch.Generator | None = None):
-        """A loader in dataset order, or shuffled with per-image augmentation seeds from ``generator``."""
-        sampler = None
-        if generator is not None:
-            dataset, sampler = SeededItems(dataset), SeededSampler(len(dataset), generator)
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                                           num_workers=self.spec.num_workers, drop_last=False,
-                                           pin_memory=self.device.type == "cuda")
+        self.schedule = Schedule(**self.schedule_args, use_unlabeled=self.method.needs_teacher)
+
+    def _loader(self, dataset, batch_size: int = 1, batches=None):
+        """A loader in dataset order, or over ``batches`` (lists of view keys) when given."""
+        kwargs = dict(batch_sampler=batches) if batches is not None else dict(batch_size=batch_size)
+        return torch.utils.data.DataLoader(dataset, num_workers=self.spec.num_workers,
+                                           pin_memory=self.device.type == "cuda", **kwargs)
 
     def _steps_per_epoch(self) -> int:
-        n_l = math.ceil(len(self.labeled_set) / self.spec.batch_size)
-        if self.spec.epoch_length == "labeled":
-            return n_l
-        n_u = math.ceil(len(self.unlabeled_set) / self.spec.unlabeled_batch_size)
-        if n_u == 0:
+        if self.spec.epoch_length == "unlabeled" and len(self.schedule.unlabeled) == 0:
             raise DataError(f"epoch_length 'unlabeled' but split {self.spec.split} leaves no unlabeled images")
-        return n_u
+        return self.schedule.steps_per_epoch
 
     def _setup_optim(self) -> None:
         spec = self.spec
@@ -491,19 +452,15 @@ class _Run:
             epochs.set_postfix(loss=f"{train_loss:.4f}", val=f"{row['val_acc']:.2f}")
 
     def _epoch_batches(self, epoch: int) -> Iterator[tuple[Any, Any]]:
-        """(labeled batch, unlabeled batch or None) for one epoch; seeded from (seed, epoch)."""
-        spec = self.spec
-        seed_everything(derive_seed(spec.seed, epoch, 0))
-        g_l = torch.Generator().manual_seed(derive_seed(spec.seed, epoch, 1))
-        g_u = torch.Generator().manual_seed(derive_seed(spec.seed, epoch, 2))
-        labeled = self._loader(self.labeled_set, spec.batch_size, g_l)
-        steps = self.steps_per_epoch
-        lab_iter = cycle(lambda: iter(labeled))
-        if not self.method.needs_teacher or len(self.unlabeled_set) == 0:
-            return ((next(lab_iter), None) for _ in range(steps))
-        unlabeled = self._loader(self.unlabeled_set, spec.unlabeled_batch_size, g_u)
-        unl_iter = cycle(lambda: iter(unlabeled))
-        return ((next(lab_iter), next(unl_iter)) for _ in range(steps))
+        """(labeled batch, unlabeled batch or None) for one epoch: the view keys come from
+        :meth:`dho.data.views.Schedule.epoch`; python/numpy/torch re-seeded from (seed, epoch)."""
+        seed_everything(derive_seed(self.spec.seed, epoch, 0))
+        lab_keys, unl_keys = self.schedule.epoch(epoch)
+        labeled = iter(self._loader(self.labeled_set, batches=[k.tolist() for k in lab_keys]))
+        if unl_keys is None:
+            return ((b, None) for b in labeled)
+        unlabeled = iter(self._loader(self.unlabeled_set, batches=[k.tolist() for k in unl_keys]))
+        return zip(labeled, unlabeled)
 
     def _train_epoch(self, epoch: int) -> tuple[float, list[tuple[int, float]]]:
         from tqdm.auto import tqdm
@@ -514,8 +471,8 @@ class _Run:
         total_loss, n_steps = 0.0, 0
         bar = tqdm(self._epoch_batches(epoch), total=self.steps_per_epoch, desc=f"epoch {epoch}", leave=False,
                    disable=not spec.progress, file=sys.stderr)
-        for (x_l, y, _), batch_u in bar:
-            x_l, y = x_l.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        for batch_l, batch_u in bar:
+            x_l, y = batch_l[0].to(self.device, non_blocking=True), batch_l[1].to(self.device, non_blocking=True)
             n_l = x_l.shape[0]
             x = x_l if batch_u is None else torch.cat([x_l, batch_u[0].to(self.device, non_blocking=True)])
             out = self.student(x)
@@ -570,7 +527,7 @@ class _Run:
         """Both heads' logits (cpu, float32) and labels over ``dataset`` (eval mode)."""
         self.student.eval()
         ce, kd, labels = [], [], []
-        for x, y, _ in self._loader(dataset, max(self.spec.batch_size, self.spec.unlabeled_batch_size)):
+        for x, y, *_ in self._loader(dataset, max(self.spec.batch_size, self.spec.unlabeled_batch_size)):
             out = self.student(x.to(self.device))
             ce.append(out.ce.float().cpu())
             kd.append(out.kd.float().cpu())
@@ -605,7 +562,7 @@ class _Run:
         from .inference import accuracy
 
         logits, labels = [], []
-        for x, y, _ in self._loader(dataset, max(self.spec.batch_size, self.spec.unlabeled_batch_size)):
+        for x, y, *_ in self._loader(dataset, max(self.spec.batch_size, self.spec.unlabeled_batch_size)):
             logits.append(self._teacher_logits(x.to(self.device)).cpu())
             labels.append(y)
         return float(accuracy(torch.cat(logits), torch.cat(labels)))
