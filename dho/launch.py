@@ -29,23 +29,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import io
 import json
 import os
+import random
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 import submitit
 
 from .errors import ConfigError, DhoError, OutputError, TrainingError
-from .io import atomic_write_json
+from .io import atomic_write_json, file_lock
+from .rundir import load_done
 from .spec import RunSpec, load_spec
+from .squeue import QueueView
 
 T = TypeVar("T")
 
@@ -56,6 +58,10 @@ ACTIVE_STATES = frozenset({
     "PREEMPTED", "RESV_DEL_HOLD",
 })
 JOB_FILE = "slurm_job.json"
+# seconds between squeue snapshots (one per log folder, shared by its waiters), and the
+# most seconds between checks of a waiter's own result files
+POLL_S = 30.0
+CHECK_S = 5.0
 # commands that launch work themselves: not launched through `submit-cmd`
 NOT_LAUNCHABLE = frozenset({"submit", "submit-cmd"})
 
@@ -103,10 +109,10 @@ def resolve_spec(spec: RunSpec) -> RunSpec:
 
 
 def submit(spec: RunSpec, run_dir: str | Path, launcher: str = "local", request: SlurmRequest | None = None,
-           log_dir: str | Path | None = None, poll_s: float = 5.0, max_wait_min: float | None = None,
+           log_dir: str | Path | None = None, poll_s: float = POLL_S, max_wait_min: float | None = None,
            grace_s: float = 30.0) -> dict[str, Any]:
     """Run ``spec`` into ``run_dir`` with ``launcher``; return its ``metrics.json`` content."""
-    from .train import TrainJob, load_done
+    from .train import TrainJob
 
     spec = resolve_spec(spec)
     run_dir = Path(run_dir)
@@ -119,15 +125,15 @@ def submit(spec: RunSpec, run_dir: str | Path, launcher: str = "local", request:
         raise ConfigError(f"--launcher {launcher!r}: expected 'local' or 'slurm'")
     request = request or SlurmRequest()
     log_dir = Path(log_dir) if log_dir is not None else run_dir / "logs"
-    job_id = _submit_or_attach(spec, run_dir, request, log_dir)
+    record = _submit_or_attach(spec, run_dir, request, log_dir)
     if max_wait_min is None:
         max_wait_min = request.default_max_wait_min()
-    return wait_for_run(spec, run_dir, job_id, log_dir, poll_s=poll_s, max_wait_s=max_wait_min * 60,
+    return wait_for_run(spec, run_dir, record, log_dir, poll_s=poll_s, max_wait_s=max_wait_min * 60,
                         grace_s=grace_s)
 
 
-def _submit_or_attach(spec: RunSpec, run_dir: Path, request: SlurmRequest, log_dir: Path) -> str:
-    """The id of a live SLURM job training this run dir with this spec, or of a new one."""
+def _submit_or_attach(spec: RunSpec, run_dir: Path, request: SlurmRequest, log_dir: Path) -> dict[str, Any]:
+    """The record of a live SLURM job training this run dir with this spec, or of a new one."""
     from .train import TrainJob
 
     name = "dho-" + "-".join(str(v) for v in spec.tags.values()) if spec.tags else "dho-train"
@@ -135,33 +141,21 @@ def _submit_or_attach(spec: RunSpec, run_dir: Path, request: SlurmRequest, log_d
         lock=run_dir / ".submit.lock", job_file=run_dir / JOB_FILE, identity={"spec_hash": spec.hash},
         make_job=lambda record: (TrainJob(), (spec.to_dict(), str(run_dir))),
         request=request, log_dir=log_dir, name=name, what=str(run_dir))
-    return record["job_id"]
+    return record
 
 
-def wait_for_run(spec: RunSpec, run_dir: Path, job_id: str, log_dir: Path, poll_s: float = 5.0,
+def wait_for_run(spec: RunSpec, run_dir: Path, record: dict[str, Any], log_dir: Path, poll_s: float = POLL_S,
                  max_wait_s: float = 86400.0, grace_s: float = 30.0) -> dict[str, Any]:
     """Poll until ``run_dir`` is done for ``spec``; fail when the job leaves the queue
     without a result (after ``grace_s`` for slow file systems) or after ``max_wait_s``
     (then the job is cancelled)."""
-    from .train import load_done
-
-    return wait_for_job(job_id, log_dir, lambda: load_done(run_dir, spec.hash), what=str(run_dir),
+    return wait_for_job(record["job_id"], log_dir, lambda: load_done(run_dir, spec.hash), what=str(run_dir),
                         missing="a complete metrics.json", poll_s=poll_s, max_wait_s=max_wait_s,
-                        grace_s=grace_s)
+                        grace_s=grace_s, submitted_at=record.get("submitted_at", 0.0))
 
 
 # --------------------------------------------------------------------------------------
 # Shared SLURM machinery: submit (or attach to) a job, bounded wait
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         d = json.loads(path.read_text())
@@ -181,10 +175,11 @@ def submit_or_attach(lock: Path, job_file: Path, identity: dict[str, Any],
             folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create {e.filename}: {e.strerror}") from None
-    with _locked(lock):
+    with file_lock(lock):
         previous = _read_json(job_file)
         if previous and "job_id" in previous and all(previous.get(k) == v for k, v in identity.items()):
-            state, _ = squeue_state(previous["job_id"])
+            state, _ = QueueView(log_dir).state(previous["job_id"], previous.get("submitted_at", 0.0),
+                                                fresher_than=time.time())
             if state in ACTIVE_STATES:
                 print(f"{what}: attaching to SLURM job {previous['job_id']} ({state})", file=sys.stderr)
                 return previous
@@ -219,25 +214,15 @@ def _sbatch(fn: Callable, args: tuple, request: SlurmRequest, log_dir: Path, nam
         raise TrainingError(f"sbatch failed for {what}: {msg[-1] if msg else e}") from None
 
 
-def squeue_state(job_id: str) -> tuple[str | None, bool]:
-    """(state, known): the job's squeue state, or (None, True) when SLURM no longer knows
-    it, or (None, False) when squeue itself failed (controller unreachable)."""
-    try:
-        p = subprocess.run(["squeue", "-h", "-j", str(job_id), "-t", "all", "-o", "%T"],
-                           capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None, False
-    if p.returncode != 0:
-        return None, "Invalid job id" in p.stderr
-    states = p.stdout.split()
-    return (states[0] if states else None), True
-
-
 def wait_for_job(job_id: str, log_dir: Path, result: Callable[[], T | None], what: str, missing: str,
-                 poll_s: float = 5.0, max_wait_s: float = 86400.0, grace_s: float = 30.0) -> T:
-    """Poll ``result()`` (None while not done; it may raise for a definite failure) until
-    it gives a value; fail when the job leaves the queue without one (after ``grace_s``
-    for slow file systems) or after ``max_wait_s`` (then the job is cancelled)."""
+                 poll_s: float = POLL_S, max_wait_s: float = 86400.0, grace_s: float = 30.0,
+                 submitted_at: float = 0.0) -> T:
+    """Poll ``result()`` (None while not done; it may raise for a definite failure) every
+    few seconds until it gives a value; fail when the job leaves the queue without one
+    (after ``grace_s`` for slow file systems) or after ``max_wait_s`` (then the job is
+    cancelled).  The job's state comes from the queue snapshot shared by every waiter of
+    ``log_dir`` (:class:`dho.squeue.QueueView`), refreshed at most every ``poll_s``."""
+    queue = QueueView(log_dir, max_age_s=poll_s)
     start = time.monotonic()
     gone_since: float | None = None
     last_state: str | None = None
@@ -245,7 +230,7 @@ def wait_for_job(job_id: str, log_dir: Path, result: Callable[[], T | None], wha
         value = result()
         if value is not None:
             return value
-        state, known = squeue_state(job_id)
+        state, known = queue.state(job_id, submitted_at)
         now = time.monotonic()
         if state in ACTIVE_STATES or not known:
             gone_since = None
@@ -260,7 +245,8 @@ def wait_for_job(job_id: str, log_dir: Path, result: Callable[[], T | None], wha
             subprocess.run(["scancel", str(job_id)], capture_output=True)
             raise TrainingError(f"SLURM job {job_id} for {what} not done after {max_wait_s / 60:.0f} min "
                                 f"(last state {last_state}); cancelled it")
-        time.sleep(poll_s)
+        # result files are cheap to check; jitter keeps waiters from polling in step
+        time.sleep(min(poll_s, CHECK_S) * random.uniform(0.8, 1.2))
 
 
 def _log_tail(folder: Path, lines: int = 3, suffix: str = "_log.err") -> str:
@@ -391,7 +377,7 @@ def check_command(argv: list[str]) -> list[str]:
 
 
 def submit_command(argv: list[str], done: str | Path, launcher: str = "local", request: SlurmRequest | None = None,
-                   log_dir: str | Path | None = None, name: str | None = None, poll_s: float = 5.0,
+                   log_dir: str | Path | None = None, name: str | None = None, poll_s: float = POLL_S,
                    max_wait_min: float | None = None, grace_s: float = 30.0) -> dict[str, Any]:
     """Run ``dho ARGV`` with ``launcher`` until it exits 0 and ``done`` exists; return
     ``{"rc": 0, "job_id": ...}``.  A failure raises :class:`CommandError` (the command's
@@ -432,7 +418,8 @@ def submit_command(argv: list[str], done: str | Path, launcher: str = "local", r
         max_wait_min = request.default_max_wait_min()
     result = wait_for_job(job_id, log_dir, outcome, what=f"`{_command_text(argv)}` ({done})",
                           missing=f"a successful exit and {done.name}", poll_s=poll_s,
-                          max_wait_s=max_wait_min * 60, grace_s=grace_s)
+                          max_wait_s=max_wait_min * 60, grace_s=grace_s,
+                          submitted_at=record.get("submitted_at", 0.0))
     for log in sorted((log_dir / job_id).glob("*_log.out"))[-1:]:  # the command's last output line
         lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines()
                  if ln.strip() and not ln.startswith("submitit ")]
@@ -497,7 +484,10 @@ def _add_launch_args(p: argparse.ArgumentParser, log_dir_help: str) -> None:
                    help="preemptions/timeouts a job may requeue through (default 3)")
     p.add_argument("--max-wait-min", type=_positive(float), default=None,
                    help="give up (and scancel) after this long (default: time-min x (max-requeues + 1) + 1 day)")
-    p.add_argument("--poll-s", type=_positive(float), default=5.0, help="seconds between squeue polls (default 5)")
+    p.add_argument("--poll-s", type=_positive(float), default=POLL_S,
+                   help=f"seconds between squeue calls, one `squeue --me` per log folder shared by every "
+                        f"waiter of that folder (default {POLL_S:g}); result files are checked every "
+                        f"min(poll-s, {CHECK_S:g}) s")
     p.add_argument("--grace-s", type=_positive(float), default=30.0,
                    help="seconds a job may be out of the queue before its missing result is a failure (default 30)")
 
