@@ -136,3 +136,12 @@ def test_cli_collect_prints_warnings_and_errors_as_lines(tmp_path, capsys):
     assert err.startswith("warning: skipping") and "status is 'running'" in err
     assert main(["collect", "--suite", "x", "--out", str(tmp_path / "r.csv")]) == 2
     assert "error: dho collect: give --runs-root" in capsys.readouterr().err
+
+
+def test_single_head_runs_have_no_alpha_beta(tmp_path):
+    for method in ("kd", "dho", "my_external_baseline"):
+        make_run(tmp_path, method=method)
+    df = collect_runs(tmp_path, "s").set_index("method")
+    assert math.isnan(df.loc["kd", "alpha"]) and math.isnan(df.loc["kd", "beta"])
+    assert (df.loc["dho", "alpha"], df.loc["dho", "beta"]) == (0.5, 1.0)
+    assert df.loc["my_external_baseline", "alpha"] == 0.5  # not registered: kept as the run wrote it

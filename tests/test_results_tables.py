@@ -92,6 +92,12 @@ def test_reported_difference_only_where_a_reported_number_matches(runs):
     assert others["reported"].isna().all()
 
 
+def md_rows(md: str) -> list[list[str]]:
+    """The rows of the pipe table in a Markdown document, cells stripped (header and rule left out)."""
+    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines[2:]]
+
+
 def test_markdown_bold_and_reported_rows(runs, tmp_path):
     paths = write_tables(runs, tmp_path / "tables", load_reported())
     assert sorted(p.name for p in paths) == sorted(
@@ -100,13 +106,45 @@ def test_markdown_bold_and_reported_rows(runs, tmp_path):
     md = (tmp_path / "tables" / "comparison.md").read_text()
     dho_cell = format_cell(np.mean(DHO_4), np.std(DHO_4, ddof=1), 3)
     assert dho_cell == "71.2 ± 1.3 (n=3)"
-    assert f"| caltech101 | resnet18 | zs_rn50 | dho | **{dho_cell}** | 80.0 (n=1) |" in md
-    assert "| caltech101 | resnet18 | zs_rn50 | kd | 71.0 ± 2.8 (n=2) | **81.0 (n=1)** |" in md
-    assert "| imagenet | clip_vit_b16 | zs_vith14_dfn5b | dho (reported) | – | – | 81.6 |" in md
-    assert "| imagenet | clip_vit_b16 | zs_vith14_dfn5b | dho (Δ reported) | – | – | -1.1 |" in md
-    assert "dho (reported)" not in md.split("zs_vith14_dfn5b")[0]  # no reported row for other teachers
+    rows = md_rows(md)
+    assert ["Caltech101", "ResNet-18", "zero-shot (rn50)", "DHO", f"**{dho_cell}**", "80.0 (n=1)", "–"] in rows
+    assert ["Caltech101", "ResNet-18", "zero-shot (rn50)", "KD (logit)", "71.0 ± 2.8 (n=2)", "**81.0 (n=1)**",
+            "–"] in rows
+    dfn = ["ImageNet", "CLIP ViT-B/16", "zero-shot (vith14_dfn5b)"]
+    assert dfn + ["DHO (reported)", "–", "–", "81.6"] in rows
+    assert dfn + ["DHO (Δ reported)", "–", "–", "-1.1"] in rows
+    assert "DHO (reported)" not in md.split("vith14_dfn5b")[0]  # no reported row for other teachers
     back = pd.read_csv(tmp_path / "tables" / "comparison.csv")
     assert back["best"].sum() == 6
+
+
+def test_rows_follow_the_papers_method_order_with_the_teacher_first(runs, tmp_path):
+    write_tables(runs, tmp_path / "t")
+    rows = md_rows((tmp_path / "t" / "comparison.md").read_text())
+    block = [r[3] for r in rows if r[:3] == ["Caltech101", "ResNet-18", "zero-shot (rn50)"]]
+    assert block == ["teacher", "CE", "KD (logit)", "DHO"]
+    teachers = list(dict.fromkeys(r[2] for r in rows if r[0] == "Caltech101"))
+    assert teachers == ["zero-shot (rn50)", "Tip-Adapter-F (rn50)"]
+
+
+def test_one_dataset_no_summary_and_constant_keys_in_the_title(tmp_path):
+    root = tmp_path / "runs"
+    for seed in (1, 2):
+        for method, acc in (("dho", 70.0), ("kd", 66.0), ("sskd", 68.0)):
+            make_run(root, method=method, labels="1shot", seed=seed, teacher="zs", test_acc=acc + seed)
+        make_run(root, method="ce", labels="1shot", seed=seed, teacher="none", test_acc=50.0 + seed,
+                 teacher_test_acc=None)
+    out = tmp_path / "t"
+    out.mkdir()
+    (out / "summary.md").write_text("stale")
+    paths = write_tables(collect_runs(root, "demo"), out)
+    assert sorted(p.name for p in paths) == ["comparison.csv", "comparison.md", "comparison.tex"]
+    assert not (out / "summary.md").exists()
+    md = (out / "comparison.md").read_text()
+    assert md.startswith("# demo: test accuracy (Caltech101, ResNet-18, zero-shot)\n")
+    assert "mean ± std over 2 seeds" in md and "(n=" not in md
+    assert md_rows(md) == [["teacher (zero-shot)", "60.0 ± 0.0"], ["CE", "51.5 ± 0.7"], ["KD (logit)", "67.5 ± 0.7"],
+                           ["SSKD", "69.5 ± 0.7"], ["DHO", "**71.5 ± 0.7**"]]
 
 
 def test_latex_is_booktabs_with_escaped_underscores(runs):
@@ -116,13 +154,15 @@ def test_latex_is_booktabs_with_escaped_underscores(runs):
     assert lines[0].startswith("%") and "booktabs" in lines[0]
     assert lines[1] == r"\begin{tabular}{llllrrr}"
     assert lines[2] == r"\toprule" and lines[4] == r"\midrule"
+    assert lines[3] == r"dataset & student & teacher & method & 4 shots & 16 shots & 1 \% \\"
     assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
-    body = [ln for ln in lines[3:-2] if not ln.startswith("\\midrule")]
+    body = [ln for ln in lines[5:-2] if not ln.startswith("\\midrule")]
+    assert len(lines[5:-2]) - len(body) == len(cells.groupby(["dataset", "student", "teacher"])) - 1
     for line in body:
         assert line.endswith(r" \\")
         assert len(re.findall(r"(?<!\\)&", line)) == 6, line
     assert not re.search(r"(?<!\\)_", "\n".join(lines[1:])), "unescaped underscore"
-    assert r"zs\_vith14\_dfn5b" in tex and r"\textbf{71.2 $\pm$ 1.3 (n=3)}" in tex
+    assert r"zero-shot (vith14\_dfn5b)" in tex and r"\textbf{71.2 $\pm$ 1.3 (n=3)}" in tex
     assert r"$\Delta$ reported" in tex
 
 

@@ -117,7 +117,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("tables", help="comparison and summary tables (md, csv, tex) from runs.csv")
     p.add_argument("--runs", required=True, help="runs.csv written by `dho collect`")
-    p.add_argument("--out-dir", required=True, help="folder for comparison.* and summary.*")
+    p.add_argument("--out-dir", required=True, help="folder for comparison.* (and summary.* when there is more than one dataset)")
     p.add_argument("--reported", help="reported-numbers CSV (default: the packaged reported.csv)")
     p.set_defaults(func=_tables)
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..rundir import read_complete_metrics
+from .heads import single_head_method
 from .tidy import TidyTable
 
 #: Keys every complete ``metrics.json`` must carry (DESIGN.md, "One run").
@@ -167,6 +168,8 @@ def _row(metrics: dict, suite: str, run_dir: Path) -> dict:
     row["run_dir"] = str(run_dir)
     for key in _OPTIONAL_ID_KEYS:
         row[key] = None if metrics[key] is None else str(metrics[key])
+    if single_head_method(metrics["spec"].get("method", metrics["method"])):
+        row["alpha"] = row["beta"] = None  # no head combination: left empty, not a meaningless 0 / 0.5
     return row
 
 

@@ -17,7 +17,7 @@ from ..inference import DEFAULT_ALPHAS as ALPHAS
 from ..inference import DEFAULT_BETAS as BETAS
 from ..inference import accuracy, combine_heads
 
-__all__ = ["ALPHAS", "BETAS", "accuracy_grid", "dual_head_methods", "load_logits"]
+__all__ = ["ALPHAS", "BETAS", "accuracy_grid", "dual_head_methods", "load_logits", "single_head_method"]
 
 
 def dual_head_methods() -> tuple[str, ...]:
@@ -25,6 +25,13 @@ def dual_head_methods() -> tuple[str, ...]:
     from ..methods import METHODS
 
     return tuple(name for name in METHODS if METHODS.get(name).heads == 2)
+
+
+def single_head_method(name: str) -> bool:
+    """True for a registered method with one head (its runs combine no heads); False otherwise."""
+    from ..methods import METHODS
+
+    return name in METHODS and METHODS.get(name).heads == 1
 
 
 def accuracy_grid(ce: np.ndarray, kd: np.ndarray, labels: np.ndarray,

@@ -27,7 +27,9 @@ from ..io import atomic_path, atomic_write_text
 from .figures import MissingRunFileWarning
 from ..inference import accuracy, combine_heads, search_alpha_beta
 from .heads import dual_head_methods, load_logits
+from .style import dataset_label, labels_label, method_label, sort_frame, student_label, teacher_label
 from .tables import format_cell
+from .writers import markdown_document
 
 RULES = ("fixed", "searched", "ce_only", "kd_only")
 FIXED_ALPHA, FIXED_BETA = 0.5, 1.0
@@ -70,26 +72,38 @@ def rechoose(runs: pd.DataFrame, methods: tuple[str, ...] | None = None) -> pd.D
     return pd.DataFrame(records, columns=RECHOOSE_COLUMNS)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """Mean ± std test accuracy over seeds, rows (dataset, student, teacher, labels), columns rules."""
-    lines = ["# Re-chosen inference rule on saved logits (test accuracy, %)", "",
-             f"- fixed: alpha={FIXED_ALPHA:g}, beta={FIXED_BETA:g}; searched: best (alpha, beta) on val "
-             "applied to test; ce_only / kd_only: one head", "- mean ± std over seeds (n = seeds)", ""]
-    if table.empty:
-        return "\n".join(lines + ["No dual-head run with saved logits."]) + "\n"
-    keys = ["dataset", "student", "teacher", "method", "labels"]
-    lines.append("| " + " | ".join(keys + list(RULES)) + " |")
-    lines.append("|" + "|".join(["---"] * len(keys) + ["---:"] * len(RULES)) + "|")
-    ordered = table.sort_values(["dataset", "student", "teacher", "method", "label_count", "labels"],
-                                kind="mergesort")
-    for group_keys, group in ordered.groupby(keys, sort=False):
-        cells = []
+RULE_LABELS = {"fixed": f"fixed α={FIXED_ALPHA:g}, β={FIXED_BETA:g}", "searched": "searched on val",
+               "ce_only": "CE head", "kd_only": "KD head"}
+_KEYS = ["dataset", "student", "teacher", "method", "labels"]
+_KEY_NAMES = {"dataset": dataset_label, "student": student_label, "teacher": teacher_label,
+              "method": method_label, "labels": labels_label}
+
+
+def display_frame(table: pd.DataFrame, show_n: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """Mean ± std test accuracy over seeds per (dataset, student, teacher, method, labels) × rule,
+    in the style table's order; key columns with one value in the whole table are left out."""
+    keys = [k for k in _KEYS if k == "labels" or table[k].nunique() > 1]
+    rows = []
+    for group_keys, group in sort_frame(table, _KEYS).groupby(_KEYS, sort=False):
+        row = {k: _KEY_NAMES[k](v) for k, v in zip(_KEYS, group_keys) if k in keys}
         for rule in RULES:
             v = group.loc[group["rule"] == rule, "test_acc"].to_numpy(dtype=np.float64)
-            cells.append(format_cell(float(v.mean()) if len(v) else math.nan,
-                                     float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)))
-        lines.append("| " + " | ".join([*map(str, group_keys), *cells]) + " |")
-    return "\n".join(lines) + "\n"
+            row[RULE_LABELS[rule]] = format_cell(float(v.mean()) if len(v) else math.nan,
+                                                 float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v),
+                                                 show_n=show_n)
+        rows.append(row)
+    return pd.DataFrame(rows), keys
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """The Markdown document of :func:`display_frame`, with what the rules are."""
+    title = "Re-chosen inference rule on saved logits (test accuracy, %)"
+    notes = [f"fixed: alpha={FIXED_ALPHA:g}, beta={FIXED_BETA:g}; searched: best (alpha, beta) on val "
+             "applied to test; CE head / KD head: one head alone", "mean ± std over seeds (n = seeds)"]
+    if table.empty:
+        return markdown_document(title, notes, pd.DataFrame(), 0).replace("(no rows)", "No dual-head run with saved logits.")
+    frame, keys = display_frame(table)
+    return markdown_document(title, notes, frame, len(keys))
 
 
 def write_rechoose(runs: pd.DataFrame, out_csv: str | os.PathLike,

@@ -68,7 +68,7 @@ DATASETS = {"imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "
             "stanford_cars": "StanfordCars", "flowers102": "Flowers102", "food101": "Food101",
             "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DTD", "eurosat": "EuroSAT",
             "ucf101": "UCF101", "imagenet_v2": "ImageNet-V2", "imagenet_sketch": "ImageNet-Sketch",
-            "imagenet_a": "ImageNet-A", "imagenet_r": "ImageNet-R", "shapes": "shapes (demo)"}
+            "imagenet_a": "ImageNet-A", "imagenet_r": "ImageNet-R", "shapes": "shapes"}
 
 
 def _digest(name: str) -> int:

@@ -1,15 +1,21 @@
 """The paper's comparison tables from ``runs.csv``: Markdown, CSV and LaTeX (booktabs).
 
 Two tables per suite, each written as ``NAME.md`` (formatted), ``NAME.tex`` (booktabs
-``tabular``, ready to paste) and ``NAME.csv`` (tidy numbers, one row per cell):
+``tabular``, ready to paste) and ``NAME.csv`` (tidy numbers, one row per cell). Names,
+colours and order come from :mod:`dho.results.style` (methods in the paper's order):
 
 - ``comparison``: blocks of (dataset, student, teacher); one row per method plus the
   teacher's own accuracy; one column per label level.  A cell is the mean ± std over
-  seeds with the number of seeds, ``71.3 ± 0.4 (n=3)``; the best method of a block and
+  seeds, with the number of seeds, ``71.3 ± 0.4 (n=3)``, unless every cell has the same
+  number (then it is said once in the notes); the best method of a block and
   column is bold.  Wherever a reported number (``reported.csv``) matches a cell, rows
   ``reported`` and ``Δ reported`` (reproduced − reported) follow the method's row.
 - ``summary``: mean over datasets of the per-dataset means, per (student, teacher,
-  method) × label level; ``n`` counts datasets.
+  method) × label level; ``n`` counts datasets.  Written only when there is more than one
+  dataset (with one it would repeat ``comparison``).
+
+Block keys with one value in the whole table (one dataset, one student) are said once in
+the title instead of a column.
 
 Methods that use no teacher (teacher ``none``, e.g. the CE baseline) are shown in every
 teacher block of their dataset and student, so that they are compared with each one.
@@ -28,6 +34,8 @@ from ..errors import DataError
 from ..io import atomic_path, atomic_write_text
 from .collect import label_levels
 from .reported import find_reported
+from .style import dataset_label, labels_label, method_label, sort_frame, student_label, teacher_label
+from .writers import latex_escape, latex_tabular, markdown_document
 
 BLOCK_KEYS = ["dataset", "student", "teacher"]
 NO_TEACHER = "none"
@@ -129,101 +137,112 @@ def summary_cells(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _sort_cells(cells: pd.DataFrame, block_keys: list[str]) -> pd.DataFrame:
+    """Blocks, then the teacher row, then methods in the style table's (the paper's) order."""
     order = cells.assign(_teacher_first=(cells["row"] != TEACHER_ROW).astype(int))
-    order = order.sort_values(block_keys + ["_teacher_first", "method", "label_count", "labels"],
-                              kind="mergesort")
-    return order.drop(columns="_teacher_first").reset_index(drop=True)
+    order = sort_frame(order, block_keys + ["_teacher_first", "method", "labels"])
+    return order.drop(columns="_teacher_first")
 
 
 # --------------------------------------------------------------------------- formatting
-def format_cell(mean: float, std: float, n: int, pm: str = "±") -> str:
-    """``71.3 ± 0.4 (n=3)``; ``71.3 (n=1)`` for one value; ``–`` for none."""
+def format_cell(mean: float, std: float, n: int, pm: str = "±", show_n: bool = True) -> str:
+    """``71.3 ± 0.4 (n=3)``; ``71.3 (n=1)`` for one value; ``–`` for none; no ``(n=..)`` if not ``show_n``."""
     if n == 0 or mean is None or math.isnan(mean):
         return "–"
+    count = f" (n={n})" if show_n else ""
     if n == 1 or std is None or math.isnan(std):
-        return f"{mean:.1f} (n={n})"
-    return f"{mean:.1f} {pm} {std:.1f} (n={n})"
+        return f"{mean:.1f}{count}"
+    return f"{mean:.1f} {pm} {std:.1f}{count}"
 
 
 def _format_diff(diff: float) -> str:
     return "–" if math.isnan(diff) else f"{diff:+.1f}"
 
 
-def latex_escape(text: str) -> str:
-    """Escape LaTeX special characters (``_``, ``%``, ``&``, ``#``, ``$``, braces, ``~``, ``^``, ``\\``)."""
-    out = []
-    for ch in str(text):
-        if ch == "\\":
-            out.append(r"\textbackslash{}")
-        elif ch in "&%$#_{}":
-            out.append("\\" + ch)
-        elif ch == "~":
-            out.append(r"\textasciitilde{}")
-        elif ch == "^":
-            out.append(r"\textasciicircum{}")
-        else:
-            out.append(ch)
-    return "".join(out)
+_KEY_LABELS = {"dataset": dataset_label, "student": student_label, "teacher": teacher_label}
 
 
-def _wide(cells: pd.DataFrame, block_keys: list[str]) -> tuple[list[str], list[tuple[tuple, list[dict]]]]:
-    """Label columns and, per block, its rows: ``{"name", "cells": {labels: (text_md, text_tex)}}``."""
+def constant_keys(cells: pd.DataFrame, block_keys: list[str]) -> list[str]:
+    """Block keys with one value in the whole table: said once in the title, not in a column."""
+    return [k for k in block_keys if cells[k].nunique() == 1]
+
+
+def uniform_n(cells: pd.DataFrame) -> int | None:
+    """The number of values behind every method cell, if it is the same for all of them."""
+    counts = set(cells.loc[(cells["row"] == "method") & (cells["n"] > 0), "n"].astype(int))
+    return counts.pop() if len(counts) == 1 else None
+
+
+def _row_name(row_kind: str, method: str, teacher: str, teacher_shown: bool) -> str:
+    """A method's display name; ``teacher`` for the teacher row (with its name if no column says it)."""
+    if row_kind != TEACHER_ROW:
+        return method_label(method)
+    return "teacher" if teacher_shown else f"teacher ({teacher_label(teacher)})"
+
+
+def display_frames(cells: pd.DataFrame, block_keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The Markdown and LaTeX display tables of ``cells`` (in their order) and their key columns.
+
+    Key columns: the block keys that vary, then ``method``; one value column per label
+    level (``1 shot``, ``4 shots``, ``1 %``). Reported rows follow their method's row.
+    """
     levels = label_levels(cells)
-    blocks = []
-    for keys, block in cells.groupby(block_keys, sort=False):
-        rows = []
-        for (row_kind, method), sub in block.groupby(["row", "method"], sort=False):
+    keys = [k for k in block_keys if k not in constant_keys(cells, block_keys)]
+    show_n = uniform_n(cells) is None
+    md_rows, tex_rows = [], []
+    for block, block_cells in cells.groupby(block_keys, sort=False):
+        block = dict(zip(block_keys, block if isinstance(block, tuple) else (block,)))
+        shown_keys = {k: _KEY_LABELS.get(k, str)(block[k]) for k in keys}
+        tex_keys = {k: latex_escape(v) for k, v in shown_keys.items()}
+        for (row_kind, method), sub in block_cells.groupby(["row", "method"], sort=False):
             by_label = {r["labels"]: r for _, r in sub.iterrows()}
-            name = f"teacher ({method})" if row_kind == TEACHER_ROW else method
-            main = {"name": name, "cells": {}}
+            name = _row_name(row_kind, method, block.get("teacher", ""), "teacher" in keys)
+            md, tex = {}, {}
             for lab, r in by_label.items():
-                md = format_cell(r["mean"], r["std"], int(r["n"]))
-                tex = format_cell(r["mean"], r["std"], int(r["n"]), pm="$\\pm$")
-                main["cells"][lab] = (f"**{md}**", f"\\textbf{{{tex}}}") if r["best"] else (md, tex)
-            rows.append(main)
+                text_md = format_cell(r["mean"], r["std"], int(r["n"]), show_n=show_n)
+                text_tex = format_cell(r["mean"], r["std"], int(r["n"]), pm="$\\pm$", show_n=show_n)
+                md[lab], tex[lab] = ((f"**{text_md}**", f"\\textbf{{{text_tex}}}") if r["best"]
+                                     else (text_md, text_tex))
+            md_rows.append({**shown_keys, "method": name, **md})
+            tex_rows.append({**tex_keys, "method": latex_escape(name), **tex})
             matched = {lab: r for lab, r in by_label.items() if not math.isnan(r["reported"])}
             if matched:
-                rows.append({"name": f"{method} (reported)", "cells": {
-                    lab: (f"{r['reported']:.1f}",) * 2 for lab, r in matched.items()}})
-                rows.append({"name": f"{method} (Δ reported)", "cells": {
-                    lab: (_format_diff(r["diff"]), _format_diff(r["diff"]).replace("–", "--"))
-                    for lab, r in matched.items()}})
-        blocks.append((keys if isinstance(keys, tuple) else (keys,), rows))
-    return levels, blocks
+                for suffix, value in (("reported", lambda r: f"{r['reported']:.1f}"),
+                                      ("Δ reported", lambda r: _format_diff(r["diff"]))):
+                    row = {lab: value(r) for lab, r in matched.items()}
+                    md_rows.append({**shown_keys, "method": f"{name} ({suffix})", **row})
+                    tex_rows.append({**tex_keys, "method": latex_escape(f"{name} ({suffix})").replace(
+                        "Δ", "$\\Delta$"), **{lab: v.replace("–", "--") for lab, v in row.items()}})
+    columns = keys + ["method"] + levels
+    frames = [pd.DataFrame(rows, columns=columns).fillna(empty) for rows, empty in ((md_rows, "–"), (tex_rows, "--"))]
+    for frame in frames:
+        frame.columns = keys + ["method"] + [labels_label(lab) for lab in levels]
+    return frames[0], frames[1], keys
 
 
 def to_markdown(cells: pd.DataFrame, block_keys: list[str], title: str, notes: list[str]) -> str:
-    """A Markdown document: title, notes and one pipe table (blocks repeated on each row)."""
-    levels, blocks = _wide(cells, block_keys)
-    header = block_keys + ["method"] + levels
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    lines = [f"# {title}", ""] + [f"- {n}" for n in notes] + [""]
-    lines.append("| " + " | ".join(esc(h) for h in header) + " |")
-    lines.append("|" + "|".join(["---"] * (len(block_keys) + 1) + ["---:"] * len(levels)) + "|")
-    for keys, rows in blocks:
-        for row in rows:
-            cells_md = [row["cells"].get(lab, ("–", "–"))[0] for lab in levels]
-            lines.append("| " + " | ".join(esc(v) for v in [*keys, row["name"], *cells_md]) + " |")
-    return "\n".join(lines) + "\n"
+    """A Markdown document: title, notes and one pipe table (``DataFrame.to_markdown``)."""
+    frame, _, keys = display_frames(cells, block_keys)
+    return markdown_document(title, notes, frame, len(keys) + 1)
 
 
 def to_latex(cells: pd.DataFrame, block_keys: list[str], title: str) -> str:
-    """A booktabs ``tabular`` (block keys printed once per block, ``\\midrule`` between blocks)."""
-    levels, blocks = _wide(cells, block_keys)
-    header = [latex_escape(h) for h in block_keys + ["method"] + levels]
-    lines = [f"% {latex_escape(title)} -- generated by `dho tables`; needs \\usepackage{{booktabs}}",
-             "\\begin{tabular}{" + "l" * (len(block_keys) + 1) + "r" * len(levels) + "}",
-             "\\toprule", " & ".join(header) + " \\\\", "\\midrule"]
-    for b, (keys, rows) in enumerate(blocks):
-        if b:
-            lines.append("\\midrule")
-        for r, row in enumerate(rows):
-            key_cells = [latex_escape(k) for k in keys] if r == 0 else [""] * len(keys)
-            values = [row["cells"].get(lab, ("--", "--"))[1] for lab in levels]
-            name = latex_escape(row["name"]).replace("Δ", "$\\Delta$")
-            lines.append(" & ".join([*key_cells, name, *values]) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    """A booktabs ``tabular`` (``Styler.to_latex``): block keys once per block, ``\\midrule`` between blocks."""
+    _, frame, keys = display_frames(cells, block_keys)
+    return latex_tabular(frame, keys, len(keys) + 1, f"{latex_escape(title)} -- generated by `dho tables`")
+
+
+def table_title(cells: pd.DataFrame, block_keys: list[str], what: str) -> str:
+    """``what``, then the values of the block keys that are the same on every row."""
+    fixed = [_KEY_LABELS[k](cells[k].iloc[0]) for k in constant_keys(cells, block_keys)
+             if k in _KEY_LABELS and cells[k].iloc[0] != "all"]
+    return what + (f" ({', '.join(fixed)})" if fixed else "")
+
+
+def _spread_note(cells: pd.DataFrame, over: str) -> str:
+    n = uniform_n(cells)
+    if n is None:
+        return f"mean ± std over {over} (n = {over})"
+    return f"mean ± std over {n} {over}" if n > 1 else f"one {over[:-1]} per cell"
 
 
 # --------------------------------------------------------------------------- writing
@@ -232,29 +251,38 @@ def _write_csv(cells: pd.DataFrame, path: Path) -> None:
         cells.to_csv(tmp, index=False, float_format="%.6g")
 
 
+def _write_table(out_dir: Path, name: str, cells: pd.DataFrame, keys: list[str], title: str,
+                 notes: list[str]) -> list[Path]:
+    paths = [out_dir / f"{name}.{ext}" for ext in ("md", "csv", "tex")]
+    atomic_write_text(paths[0], to_markdown(cells, keys, title, notes))
+    _write_csv(cells, paths[1])
+    atomic_write_text(paths[2], to_latex(cells, keys, title))
+    return paths
+
+
 def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike,
                  reported: pd.DataFrame | None = None) -> list[Path]:
-    """Write ``comparison.{md,csv,tex}`` and ``summary.{md,csv,tex}`` into ``out_dir``."""
+    """Write ``comparison.{md,csv,tex}`` into ``out_dir``, and ``summary.{md,csv,tex}`` when the
+    runs cover more than one dataset (with one, the summary would repeat the comparison)."""
     out_dir = Path(out_dir)
     suites = sorted(set(runs["suite"].dropna())) if "suite" in runs else []
     suite = ", ".join(suites) or "runs"
     comparison = comparison_cells(runs, reported)
-    summary = summary_cells(runs)
     sources = sorted(set(comparison["reported_source"]) - {""})
-    notes = ["test accuracy (%): mean ± std over seeds (n = seeds); bold = best method of the block "
+    notes = [f"test accuracy (%): {_spread_note(comparison, 'seeds')}; bold = best method of the block "
              "and label level",
              "methods without a teacher are repeated in each teacher block of their dataset/student",
              "teacher rows: the teacher's own test accuracy"]
     notes += ["reported / Δ reported (reproduced − reported): " + s for s in sources]
-    written = []
-    for name, cells, keys, title, table_notes in (
-            ("comparison", comparison, BLOCK_KEYS, f"{suite}: test accuracy per dataset", notes),
-            ("summary", summary, ["student", "teacher"], f"{suite}: mean test accuracy over datasets",
-             ["mean over datasets of the per-dataset mean test accuracy (%) ± std over datasets "
-              "(n = datasets); bold = best method of the block and label level"])):
-        paths = [out_dir / f"{name}.{ext}" for ext in ("md", "csv", "tex")]
-        atomic_write_text(paths[0], to_markdown(cells, keys, title, table_notes))
-        _write_csv(cells, paths[1])
-        atomic_write_text(paths[2], to_latex(cells, keys, title))
-        written += paths
-    return written
+    written = _write_table(out_dir, "comparison", comparison, BLOCK_KEYS,
+                           table_title(comparison, BLOCK_KEYS, f"{suite}: test accuracy"), notes)
+    if comparison["dataset"].nunique() < 2:
+        for stale in (out_dir / f"summary.{ext}" for ext in ("md", "csv", "tex")):
+            stale.unlink(missing_ok=True)
+        return written
+    summary = summary_cells(runs)
+    summary_notes = [f"mean over datasets of the per-dataset mean test accuracy (%), "
+                     f"{_spread_note(summary, 'datasets')}; bold = best method of the block and label level"]
+    return written + _write_table(out_dir, "summary", summary, ["student", "teacher"],
+                                  table_title(summary, ["student", "teacher"],
+                                              f"{suite}: mean test accuracy over datasets"), summary_notes)
