@@ -78,3 +78,68 @@ def test_teacher_command_errors(setup, tmp_path, capsys):
     assert main(["teacher", "tip-adapter-f", *common, "--base", str(bad), "--split-manifest", str(manifest),
                  "--image-size", "16", "--epochs", "0", "--out", str(tmp_path / "t.pt")]) == 2
     assert "--epochs = 0" in capsys.readouterr().err
+
+
+# Transcribed from erjui/DHO configs/<dataset>.yaml (init_alpha, init_beta, search_scale,
+# search_step, train_epoch, augment_epoch, lr); dataset names are the harness's.
+AUTHORS_TIP_CONFIGS = {
+    "caltech101": (3, 1, [12, 5], [200, 20], 200, 10, 0.001),
+    "dtd": (2, 1, [13, 13], [200, 20], 200, 10, 0.001),
+    "eurosat": (2, 1, [12, 10], [200, 20], 200, 10, 0.001),
+    "fgvc_aircraft": (5, 1, [30, 30], [200, 20], 200, 10, 0.001),
+    "food101": (1.17, 1, [10, 10], [200, 20], 200, 10, 0.001),
+    "imagenet": (1.17, 1, [7, 3], [200, 20], 20, 10, 0.001),
+    "flowers102": (10, 1, [50, 50], [200, 20], 200, 10, 0.001),
+    "oxford_pets": (1.17, 1, [7, 3], [200, 20], 200, 10, 0.001),
+    "stanford_cars": (3, 1, [20, 10], [200, 20], 200, 10, 0.001),
+    "sun397": (1.17, 1, [12, 10], [200, 20], 200, 10, 0.001),
+    "ucf101": (3, 1, [7, 3], [200, 20], 200, 10, 0.001),
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(AUTHORS_TIP_CONFIGS))
+def test_tip_adapter_settings_are_the_authors(dataset):
+    from dho.data import DATASETS
+    from dho.models.tip_adapter import SETTING_KEYS, tip_adapter_settings
+
+    assert dataset in DATASETS
+    s = tip_adapter_settings(dataset)
+    assert tuple(s[k] for k in SETTING_KEYS) == AUTHORS_TIP_CONFIGS[dataset]
+
+
+def test_tip_adapter_cli_uses_the_datasets_settings(tmp_path, monkeypatch):
+    """dho teacher tip-adapter-f on caltech101: init (3, 1), 200 epochs, beta grid 0.1..12
+    in 200 steps, alpha grid 0.1..5 in 20 steps; a flag overrides one setting."""
+    from dho.data import get_dataset
+    from dho.data.splits import make_split
+    from dho.models import tip_adapter
+    from fake_datasets import make_fake_dataset
+
+    make_fake_dataset("caltech101", tmp_path, num_classes=3, per_class=(2, 1, 1), size=16)
+    weights = make_tiny_clip(tmp_path, "dho-test-cli-clip16", image_size=16)
+    manifest = tmp_path / "split.json"
+    make_split(get_dataset("caltech101", tmp_path), {"kind": "fewshot", "shots": 1}, seed=1).save(manifest)
+    common = ["--dataset", "caltech101", "--root", str(tmp_path), "--device", "cpu", "--quiet"]
+    zs = tmp_path / "zs.pt"
+    assert main(["teacher", "zeroshot", *common, "--model", "dho-test-cli-clip16", "--pretrained", str(weights),
+                 "--out", str(zs)]) == 0
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(base, labeled, val, **kwargs):
+        seen.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(tip_adapter, "fit_tip_adapter_f", capture)
+    for extra in ([], ["--epochs", "7"]):
+        with pytest.raises(Stop):
+            main(["teacher", "tip-adapter-f", *common, "--base", str(zs), "--split-manifest", str(manifest),
+                  "--num-workers", "0", "--out", str(tmp_path / "tip.pt"), *extra])
+    first, second = seen
+    assert (first["init_alpha"], first["init_beta"], first["epochs"], first["augment_epochs"]) == (3, 1, 200, 10)
+    assert len(first["betas"]) == 200 and first["betas"][0] == pytest.approx(0.1)
+    assert first["betas"][-1] == pytest.approx(0.1 + 199 * (12 - 0.1) / 200)
+    assert len(first["alphas"]) == 20 and first["alphas"][-1] == pytest.approx(0.1 + 19 * (5 - 0.1) / 20)
+    assert second["epochs"] == 7 and second["init_alpha"] == 3

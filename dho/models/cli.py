@@ -55,8 +55,12 @@ def _cmd_tip_adapter(args) -> int:
     from ..data.splits import SplitManifest
     from ..errors import DataError
     from .teachers import load_teacher, save_teacher
-    from .tip_adapter import fit_tip_adapter_f
+    from .tip_adapter import fit_tip_adapter_f, search_grid, tip_adapter_settings
 
+    settings = tip_adapter_settings(args.dataset)
+    for key in ("epochs", "augment_epochs", "lr", "init_alpha", "init_beta"):
+        if getattr(args, key) is None:
+            setattr(args, key, settings[key])
     for key in ("epochs", "augment_epochs", "batch_size"):
         if getattr(args, key) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} = {getattr(args, key)}: expected an integer >= 1")
@@ -78,7 +82,9 @@ def _cmd_tip_adapter(args) -> int:
     teacher = fit_tip_adapter_f(
         base, _loader(labeled, args.batch_size, True, args.num_workers, args.seed),
         _loader(val, args.batch_size, False, args.num_workers),
-        augment_epochs=args.augment_epochs, epochs=args.epochs, lr=args.lr, progress=not args.quiet)
+        augment_epochs=args.augment_epochs, epochs=args.epochs, lr=args.lr, init_alpha=args.init_alpha,
+        init_beta=args.init_beta, betas=search_grid(settings["search_scale"][0], settings["search_step"][0]),
+        alphas=search_grid(settings["search_scale"][1], settings["search_step"][1]), progress=not args.quiet)
     save_teacher(teacher, args.out)
     print(f"Tip-Adapter-F teacher ({len(labeled)} shots, alpha_tip={teacher.alpha_tip:.3g}, "
           f"beta_tip={teacher.beta_tip:.3g}) -> {args.out}")
@@ -143,16 +149,21 @@ def add_cli(sub) -> None:
     z.add_argument("--out", required=True, help="teacher file to write")
     z.set_defaults(func=_cmd_zeroshot)
 
-    t = tsub.add_parser("tip-adapter-f", help="few-shot Tip-Adapter-F teacher on a split's labeled shots")
+    t = tsub.add_parser("tip-adapter-f", help="few-shot Tip-Adapter-F teacher on a split's labeled shots; "
+                        "settings per dataset from the authors' configs (dho/models/tip_adapter_settings.json)")
     common(t)
     t.add_argument("--base", required=True, help="zero-shot teacher file (dho teacher zeroshot)")
     t.add_argument("--split-manifest", required=True, help="split manifest (dho split) with the labeled shots")
     t.add_argument("--image-size", type=int, default=None,
                    help="augmentation / eval crop size (default: the teacher's input size)")
     t.add_argument("--crop-scale-min", type=float, default=0.5, help="RandomResizedCrop min scale (0.5)")
-    t.add_argument("--augment-epochs", type=int, default=10, help="augmented passes averaged into the cache (10)")
-    t.add_argument("--epochs", type=int, default=20, help="key fine-tuning epochs (20)")
-    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (1e-3)")
+    t.add_argument("--augment-epochs", type=int, default=None,
+                   help="augmented passes averaged into the cache (default: the dataset's setting, 10)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="key fine-tuning epochs (default: the dataset's setting: 200 fine-grained, 20 ImageNet)")
+    t.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the dataset's, 1e-3)")
+    t.add_argument("--init-alpha", type=float, default=None, help="alpha_tip while fine-tuning (default: the dataset's)")
+    t.add_argument("--init-beta", type=float, default=None, help="beta_tip while fine-tuning (default: the dataset's)")
     t.add_argument("--batch-size", type=int, default=256, help="batch size (256)")
     t.add_argument("--num-workers", type=int, default=2, help="data loader workers (2)")
     t.add_argument("--seed", type=int, default=1, help="seed of augmentation and shuffling (1)")
