@@ -10,13 +10,15 @@ import pytest
 from dho.cli import main
 from dho.errors import CheckpointError, DataError
 from dho.results.collect import collect_runs, write_runs_csv
-from dho.results.figures import (FIGURES, MissingRunFileWarning, alpha_beta_grids, cosine_curves,
-                                 read_grad_cosine, write_figures)
+from dho.results.figures import (CAPTIONS, FIGURES, MissingRunFileWarning, accuracy_vs_labels,
+                                 alpha_beta_grids, cosine_curves, grad_cosine, read_grad_cosine, write_figures)
+from dho.results.style import method_style
 from dho.inference import search_alpha_beta
 from dho.results.heads import ALPHAS, BETAS, dual_head_methods, load_logits
 from test_results_fakes import make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sm(x):
@@ -33,6 +35,8 @@ def runs(tmp_path):
                      cosine=[(0, 0.2), (10, 0.1), (20, 0.0)])
             make_run(root, method="kd", labels=labels, seed=seed, test_acc=acc - seed,
                      cosine=[(0, -0.2), (10, -0.3)])
+            make_run(root, method="dho", labels=labels, seed=seed, teacher="fs_rn50", test_acc=acc + 2, logits=(30, 4),
+                     cosine=[(0, 0.3), (10, 0.3)])
     make_run(root, method="ce", labels="4shot", teacher="none", test_acc=40.0, teacher_test_acc=None)
     return collect_runs(root, "demo")
 
@@ -42,18 +46,63 @@ def _assert_png(path):
     assert data[:8] == PNG_MAGIC and len(data) > 5000, path
 
 
-def test_write_figures_makes_non_empty_pngs(runs, tmp_path):
+def test_write_figures_makes_non_empty_pdfs_and_pngs_and_captions(runs, tmp_path):
     paths = write_figures(runs, tmp_path / "figs")
-    assert [p.name for p in paths] == list(FIGURES)
-    for path in paths:
+    assert [p.name for p in paths] == [f"{n}.{e}" for n in FIGURES for e in ("pdf", "png")] + ["captions.md"]
+    for path in paths[:-1:2]:
+        assert path.read_bytes()[:5] == b"%PDF-", path
+    for path in paths[1:-1:2]:
         _assert_png(path)
+    assert paths[-1].read_text().count("\n- `") == len(FIGURES) - 1
     assert not list((tmp_path / "figs").glob(".*"))
 
 
 def test_figures_without_data_still_written(runs, tmp_path):
     only_ce = runs[runs["method"] == "ce"]
-    for path in write_figures(only_ce, tmp_path / "figs"):
+    for path in write_figures(only_ce, tmp_path / "figs")[1:-1:2]:
         assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def _lines(fig) -> dict[str, tuple[str, str]]:
+    """Legend label -> (colour, marker) of every labelled line in the figure."""
+    from matplotlib.colors import to_hex
+    return {ln.get_label(): (to_hex(ln.get_color()), ln.get_marker()) for ax in fig.axes for ln in ax.get_lines()
+            if not ln.get_label().startswith("_")}
+
+
+def test_methods_keep_their_style_table_colour_and_panels_say_names_in_words(runs):
+    fig = accuracy_vs_labels(runs)
+    lines = _lines(fig)
+    for method in ("dho", "kd", "ce"):
+        style = method_style(method)
+        assert lines[style.label] == (style.color, style.marker)
+    titles = " / ".join(ax.get_title() for ax in fig.axes)
+    assert "zero-shot (rn50) teacher" in titles and "Tip-Adapter-F (rn50) teacher" in titles
+    assert "Caltech101, ResNet-18" in titles and "zs_rn50" not in titles
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["1 shot", "4 shots"]
+    # the same method, the same colour, whatever else is plotted
+    only_two = accuracy_vs_labels(runs[runs["method"].isin(["dho", "ce"])])
+    assert _lines(only_two)["DHO"] == lines["DHO"]
+
+
+def test_grad_cosine_has_one_panel_per_label_level_and_teacher(runs):
+    fig = grad_cosine(runs)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["1 shot, zero-shot (rn50) teacher", "4 shots, zero-shot (rn50) teacher",
+                      "1 shot, Tip-Adapter-F (rn50) teacher", "4 shots, Tip-Adapter-F (rn50) teacher"]
+    first = fig.axes[0]
+    labels = [ln.get_label() for ln in first.get_lines() if not ln.get_label().startswith("_")]
+    assert labels == ["KD (logit) (2 runs)", "DHO (2 runs)"]  # the paper's order: KD before DHO
+    dho = next(ln for ln in first.get_lines() if ln.get_label() == "DHO (2 runs)")
+    np.testing.assert_allclose(dho.get_ydata()[[0, -1]], [0.2, 0.0])  # this panel's runs only
+
+
+def test_report_captions_say_what_each_figure_shows():
+    rst = (ROOT / "workflow" / "report" / "figures.rst").read_text()
+    for name, caption in CAPTIONS.items():
+        assert f'"{name}"' in rst
+        assert " ".join(caption.split()) in " ".join(rst.split()), name
 
 
 def test_alpha_beta_grid_equals_direct_computation(runs):
@@ -99,7 +148,8 @@ def test_load_logits_rejects_bad_files(tmp_path):
 def test_cosine_curves_interpolate_on_training_fraction(runs):
     curves = cosine_curves(runs, points=5)
     assert sorted(curves["method"].unique()) == ["dho", "kd"]  # ce logged no cosine file
-    one_dho = curves[curves["run_dir"] == curves.loc[curves["method"] == "dho", "run_dir"].iloc[0]]
+    zs_dho = curves[(curves["method"] == "dho") & (curves["teacher"] == "zs_rn50")]
+    one_dho = curves[curves["run_dir"] == zs_dho["run_dir"].iloc[0]]
     np.testing.assert_allclose(one_dho["progress"], [0, 0.25, 0.5, 0.75, 1.0])
     np.testing.assert_allclose(one_dho["cosine"], [0.2, 0.15, 0.1, 0.05, 0.0])
     one_kd = curves[curves["method"] == "kd"].groupby("run_dir")["cosine"].apply(list).iloc[0]

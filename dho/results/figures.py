@@ -1,13 +1,19 @@
-"""Figures from ``runs.csv`` (matplotlib, Agg backend, PNG).
+"""Figures from ``runs.csv`` (matplotlib, Agg backend), each written as PDF and PNG.
 
-- ``accuracy_vs_labels.png``: test accuracy against the label level, one panel per
+- ``accuracy_vs_labels``: test accuracy against the label level, one panel per
   (dataset, student, teacher), one line per method with a ± std band over seeds, the
   teacher's own accuracy dashed.
-- ``alpha_beta_surface.png``: mean validation accuracy over the (α, β) grid, computed from
+- ``alpha_beta_surface``: mean validation accuracy over the (α, β) grid, computed from
   the DHO runs' saved ``logits_val.npz``; one heatmap per dataset, the best pair marked.
-- ``grad_cosine.png``: cosine between the supervised and distillation gradients over
-  training (``grad_cosine.csv``), one line per method (mean over runs, ± std band) against
-  the fraction of training done, one panel per dataset.
+- ``grad_cosine``: the paper's Fig. 3 quantity, the cosine between the supervised and
+  distillation gradients w.r.t. the shared feature (``grad_cosine.csv``), against the
+  fraction of training done; one panel per (label level, teacher), one line per method
+  (mean over runs and datasets, ± std band).
+
+Method colours, markers, names and legend order come from :mod:`dho.results.style`, so
+a method looks the same in every figure whatever other methods are present. Panel titles
+use display names (``zero-shot``, ``Tip-Adapter-F``, ``4 shots``). :data:`CAPTIONS` says
+in one sentence what each figure shows (the HTML report's captions say the same).
 
 A figure whose data is absent (no DHO run, no cosine logged) is still written, with a
 note saying what is missing, so that the workflow's outputs always exist.
@@ -24,9 +30,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ..io import atomic_path
+from ..io import atomic_path, atomic_write_text
 from .collect import label_levels
 from .heads import ALPHAS, BETAS, accuracy_grid, dual_head_methods, load_logits
+from .style import (dataset_label, labels_label, method_style, order_methods, student_label,
+                    teacher_label, teacher_sort_key)
 from .tables import NO_TEACHER, assign_teacher_blocks
 
 #: Points on the common "fraction of training" axis of the gradient-cosine figure.
@@ -46,12 +54,31 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+#: The formats every figure is written in (PDF for papers, PNG for the report and README).
+FORMATS = ("pdf", "png")
+
+
+def save_figure(fig, stem: Path) -> list[Path]:
+    """Write ``fig`` as ``stem.pdf`` and ``stem.png`` (atomically); returns the paths."""
     plt = _pyplot()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    paths = []
+    for fmt in FORMATS:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight",
+                        metadata={"CreationDate": None} if fmt == "pdf" else None)
+        paths.append(path)
     plt.close(fig)
-    return path
+    return paths
+
+
+def _plot_method(ax, x, stats: pd.DataFrame, method: str, label: str | None = None, marker: bool = True) -> None:
+    """One method's mean line (its colour and marker) with a ± std band."""
+    style = method_style(method)
+    ax.plot(x, stats["mean"], color=style.color, marker=style.marker if marker else None,
+            label=label or style.label, zorder=3 if method == "dho" else 2)
+    ax.fill_between(x, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
+                    color=style.color, alpha=0.2, linewidth=0)
 
 
 def _empty_figure(title: str, message: str):
@@ -85,43 +112,45 @@ def _level_axis(group: pd.DataFrame) -> tuple[list[str], dict[str, float]]:
 
 
 # --------------------------------------------------------------------------- (a)
-def accuracy_vs_labels(runs: pd.DataFrame, path: str | os.PathLike) -> Path:
+def _block_title(dataset: str, student: str, teacher: str) -> str:
+    teacher_part = "no teacher" if teacher == NO_TEACHER else f"{teacher_label(teacher)} teacher"
+    return f"{dataset_label(dataset)}, {student_label(student)}\n{teacher_part}"
+
+
+def accuracy_vs_labels(runs: pd.DataFrame):
     """Figure (a): accuracy vs label level per (dataset, student, teacher) block."""
-    path = Path(path)
-    title = "Test accuracy vs labels"
+    title = "Test accuracy against the number of labels"
     if runs.empty:
-        return _save(_empty_figure(title, "no finished runs"), path)
+        return _empty_figure(title, "no finished runs")
     blocks = assign_teacher_blocks(runs)
-    groups = list(blocks.groupby(["dataset", "student", "teacher"], sort=True))
+    keys = ["dataset", "student", "teacher"]
+    groups = sorted(blocks.groupby(keys, sort=True), key=lambda g: (g[0][0], g[0][1], teacher_sort_key(g[0][2])))
     fig, axes = _grid(len(groups))
-    methods = sorted(blocks["method"].unique())
-    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     for ax, ((dataset, student, teacher), group) in zip(axes, groups):
         levels, xs = _level_axis(group)
-        for method, sub in group.groupby("method", sort=True):
+        for method in order_methods(group["method"]):
+            sub = group[group["method"] == method]
             stats = sub.groupby("labels")["test_acc"].agg(["mean", "std"]).reindex(levels).dropna(subset=["mean"])
-            x = [xs[lab] for lab in stats.index]
-            ax.plot(x, stats["mean"], marker="o", color=colors[method], label=method)
-            ax.fill_between(x, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
-                            color=colors[method], alpha=0.2, linewidth=0)
+            _plot_method(ax, [xs[lab] for lab in stats.index], stats, method)
         # teacher-less runs were copied into this block with no teacher_test_acc: dropped here
         teacher_acc = (group.dropna(subset=["teacher_test_acc"]).drop_duplicates(["labels", "seed"])
                        .groupby("labels")["teacher_test_acc"].mean().reindex(levels).dropna())
         if teacher != NO_TEACHER and not teacher_acc.empty:
             ax.plot([xs[lab] for lab in teacher_acc.index], teacher_acc.to_numpy(), "k--",
-                    label=f"teacher ({teacher})")
-        ax.set_xticks([xs[lab] for lab in levels], levels)
+                    label=f"teacher ({teacher_label(teacher)})")
+        ticks = [labels_label(lab) for lab in levels]
+        ax.set_xticks([xs[lab] for lab in levels], ticks)
         if len(levels) > 1 and all(v > 0 for v in xs.values()) and max(xs.values()) / min(xs.values()) > 8:
             ax.set_xscale("log")
-            ax.set_xticks([xs[lab] for lab in levels], levels)
+            ax.set_xticks([xs[lab] for lab in levels], ticks)
             ax.minorticks_off()
-        ax.set_title(f"{dataset} · {student} · {teacher}", fontsize=9)
-        ax.set_xlabel("labels")
+        ax.set_title(_block_title(dataset, student, teacher), fontsize=9)
+        ax.set_xlabel("labeled images per class" if all("shot" in lab for lab in levels) else "labels")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{title} (mean ± std over seeds)")
-    return _save(fig, path)
+    return fig
 
 
 # --------------------------------------------------------------------------- (b)
@@ -147,15 +176,13 @@ def alpha_beta_grids(runs: pd.DataFrame, split: str = "val",
     return grids
 
 
-def alpha_beta_surface(runs: pd.DataFrame, path: str | os.PathLike,
-                       methods: tuple[str, ...] | None = None) -> Path:
+def alpha_beta_surface(runs: pd.DataFrame, methods: tuple[str, ...] | None = None):
     """Figure (b): heatmap of mean validation accuracy over (α, β), best pair marked, per dataset."""
-    path = Path(path)
     methods = dual_head_methods() if methods is None else methods
-    title = "Validation accuracy over (alpha, beta)"
+    title = "DHO: validation accuracy of the combined heads over (α, β)"
     grids = alpha_beta_grids(runs, "val", methods)
     if not grids:
-        return _save(_empty_figure(title, f"no {'/'.join(methods)} run with logits_val.npz"), path)
+        return _empty_figure(title, f"no {'/'.join(methods)} run with logits_val.npz")
     fig, axes = _grid(len(grids), max_cols=3, size=(4.2, 5.0))
     for ax, (dataset, runs_grids) in zip(axes, sorted(grids.items())):
         mean = np.mean(runs_grids, axis=0)
@@ -164,13 +191,13 @@ def alpha_beta_surface(runs: pd.DataFrame, path: str | os.PathLike,
         ax.plot(j, i, marker="*", color="red", markersize=14, markeredgecolor="white")
         ax.set_xticks(range(len(BETAS)), [f"{b:g}" for b in BETAS])
         ax.set_yticks(range(0, len(ALPHAS), 4), [f"{ALPHAS[k]:g}" for k in range(0, len(ALPHAS), 4)])
-        ax.set_xlabel("beta (KD-head temperature)")
-        ax.set_ylabel("alpha (CE-head weight)")
-        ax.set_title(f"{dataset} (n={len(runs_grids)} runs)\nbest alpha={ALPHAS[i]:g}, beta={BETAS[j]:g}: "
-                     f"{mean[i, j]:.1f}%", fontsize=9)
-        fig.colorbar(image, ax=ax, label="mean val accuracy (%)")
+        ax.set_xlabel("β (KD-head temperature)")
+        ax.set_ylabel("α (weight of the CE head)")
+        ax.set_title(f"{dataset_label(dataset)} ({len(runs_grids)} runs)\nbest α={ALPHAS[i]:g}, β={BETAS[j]:g}: "
+                     f"{mean[i, j]:.1f} %", fontsize=9)
+        fig.colorbar(image, ax=ax, label="mean validation accuracy (%)")
     fig.suptitle(title)
-    return _save(fig, path)
+    return fig
 
 
 # --------------------------------------------------------------------------- (c)
@@ -190,11 +217,14 @@ def read_grad_cosine(path: str | os.PathLike) -> pd.DataFrame:
     return df[np.isfinite(df["step"]) & np.isfinite(df["cosine"])].sort_values("step", kind="mergesort")
 
 
+CURVE_KEYS = ["dataset", "labels", "label_count", "teacher", "method", "run_dir"]
+
+
 def cosine_curves(runs: pd.DataFrame, points: int = PROGRESS_POINTS) -> pd.DataFrame:
     """Each run's cosine interpolated onto ``points`` fractions of training in [0, 1].
 
-    Columns: dataset, method, run_dir, progress, cosine.  Runs without a (non-empty)
-    ``grad_cosine.csv`` are left out.
+    Columns: dataset, labels, label_count, teacher, method, run_dir, progress, cosine.
+    Runs without a (non-empty) ``grad_cosine.csv`` are left out.
     """
     grid = np.linspace(0.0, 1.0, points)
     records = []
@@ -208,48 +238,68 @@ def cosine_curves(runs: pd.DataFrame, points: int = PROGRESS_POINTS) -> pd.DataF
         steps = curve["step"].to_numpy(dtype=np.float64)
         progress = steps / steps.max() if steps.max() > 0 else np.zeros_like(steps)
         values = np.interp(grid, progress, curve["cosine"].to_numpy(dtype=np.float64))
-        records += [{"dataset": row["dataset"], "method": row["method"], "run_dir": row["run_dir"],
-                     "progress": p, "cosine": v} for p, v in zip(grid, values)]
-    return pd.DataFrame(records, columns=["dataset", "method", "run_dir", "progress", "cosine"])
+        base = {k: row[k] for k in CURVE_KEYS}
+        records += [{**base, "progress": p, "cosine": v} for p, v in zip(grid, values)]
+    return pd.DataFrame(records, columns=CURVE_KEYS + ["progress", "cosine"])
 
 
-def grad_cosine(runs: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Figure (c): gradient cosine over training, one line per method, one panel per dataset."""
-    path = Path(path)
-    title = "Cosine between supervised and distillation gradients"
+def grad_cosine(runs: pd.DataFrame):
+    """Figure (c), as the paper's Fig. 3: gradient cosine over training, one panel per
+    (label level, teacher), one line per method (mean ± std over runs of all datasets)."""
+    title = "Gradient conflict: cosine between the supervised and distillation gradients"
     curves = cosine_curves(runs)
     if curves.empty:
-        return _save(_empty_figure(title, "no run logged grad_cosine.csv"), path)
-    datasets = sorted(curves["dataset"].unique())
-    fig, axes = _grid(len(datasets))
-    methods = sorted(curves["method"].unique())
-    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
-    for ax, dataset in zip(axes, datasets):
-        for method, sub in curves[curves["dataset"] == dataset].groupby("method", sort=True):
+        return _empty_figure(title, "no run logged grad_cosine.csv")
+    levels = label_levels(curves)
+    teachers = sorted(curves["teacher"].unique(), key=teacher_sort_key)
+    fig, axes = _grid(len(levels) * len(teachers), max_cols=len(levels))
+    datasets = ", ".join(dataset_label(d) for d in sorted(curves["dataset"].unique()))
+    for k, (teacher, labels) in enumerate((t, lab) for t in teachers for lab in levels):
+        ax = axes[k]
+        panel = curves[(curves["teacher"] == teacher) & (curves["labels"] == labels)]
+        for method in order_methods(panel["method"]):
+            sub = panel[panel["method"] == method]
             stats = sub.groupby("progress")["cosine"].agg(["mean", "std"])
             n_runs = sub["run_dir"].nunique()
-            x = stats.index.to_numpy()
-            ax.plot(x, stats["mean"], color=colors[method], label=f"{method} (n={n_runs})")
-            ax.fill_between(x, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
-                            color=colors[method], alpha=0.2, linewidth=0)
+            label = f"{method_style(method).label} ({n_runs} run{'s' if n_runs > 1 else ''})"
+            _plot_method(ax, stats.index.to_numpy(), stats, method, label=label, marker=False)
         ax.axhline(0.0, color="grey", linewidth=0.8)
-        ax.set_title(dataset, fontsize=9)
-        ax.set_xlabel("fraction of training")
-        ax.set_ylabel("cos(grad sup, grad distill)")
+        ax.set_title(f"{labels_label(labels)}, {teacher_label(teacher)} teacher", fontsize=9)
+        ax.set_xlabel("fraction of training done")
+        ax.set_ylabel("cos(∇ supervised, ∇ distillation)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{title} (mean ± std over runs)")
-    return _save(fig, path)
+        if not panel.empty:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{title}\nw.r.t. the shared feature; mean ± std over runs ({datasets}); below 0 = conflict")
+    return fig
 
 
+#: Figure name -> function building it from runs.csv.
 FIGURES = {
-    "accuracy_vs_labels.png": accuracy_vs_labels,
-    "alpha_beta_surface.png": alpha_beta_surface,
-    "grad_cosine.png": grad_cosine,
+    "accuracy_vs_labels": accuracy_vs_labels,
+    "alpha_beta_surface": alpha_beta_surface,
+    "grad_cosine": grad_cosine,
+}
+
+#: What each figure shows, in one sentence: written to ``captions.md`` next to the figures, and
+#: the HTML report's captions (workflow/report/figures.rst) say the same (a test checks it).
+CAPTIONS = {
+    "accuracy_vs_labels": "Test accuracy (%) of each method against the number of labels, one panel per "
+                          "dataset, student and teacher; mean ± std over seeds, the teacher's own accuracy "
+                          "dashed.",
+    "alpha_beta_surface": "DHO's validation accuracy (%) for each inference pair (α = weight of the CE head, "
+                          "β = temperature of the KD head), mean over runs per dataset; the star marks the best "
+                          "pair.",
+    "grad_cosine": "Gradient conflict (the paper's Fig. 3): cosine between the gradients of the supervised "
+                   "and the distillation loss w.r.t. the shared feature over training, one panel per label "
+                   "level and teacher; below zero the two signals pull the features apart.",
 }
 
 
 def write_figures(runs: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
-    """Write every figure of :data:`FIGURES` into ``out_dir``; returns the paths."""
+    """Write every figure of :data:`FIGURES` into ``out_dir`` as PDF and PNG; returns the paths."""
     out_dir = Path(out_dir)
-    return [make(runs, out_dir / name) for name, make in FIGURES.items()]
+    paths = [path for name, make in FIGURES.items() for path in save_figure(make(runs), out_dir / name)]
+    captions = out_dir / "captions.md"
+    atomic_write_text(captions, "".join(f"- `{name}`: {text}\n" for name, text in CAPTIONS.items()))
+    return paths + [captions]

@@ -41,12 +41,13 @@ rule tables:
 
 
 rule figures:
-    """Accuracy, (alpha, beta) and gradient-cosine figures of a suite."""
+    """Accuracy, (alpha, beta) and gradient-cosine figures of a suite (PDF and PNG)."""
     input:
         R + "/{suite}/runs.csv",
     output:
         report(directory(R + "/{suite}/figures"), patterns=["{name}.png"],
-               caption="../report/figures.rst", category="{suite}", subcategory="figures"),
+               caption="../report/figures.rst", category="{suite}", subcategory="figures",
+               labels={"figure": "{name}"}),
     log:
         R + "/{suite}/logs/figures.log",
     shell:
