@@ -56,10 +56,13 @@ class RunSpec:
     schedule: str = "linear"                 # "linear" decay | "cosine"
     image_size: int = 224                    # augmentation resolution (shared crop)
     crop_scale_min: float = 0.5
+    crop_interpolation: str = "bilinear"     # training crop resize: "bilinear" | "bicubic" (ImageNet scripts)
     # --- evaluation --------------------------------------------------------------------
     alpha_beta: str = "search"               # "search" on val | "fixed"
     alpha: float = 0.5                       # used when alpha_beta == "fixed"
     beta: float = 1.0
+    epoch_select: str = "best_val"           # reported epoch: "best_val" | "last"
+    test_selection: bool = False             # allow choosing on val where val IS test (dho.protocol)
     grad_cosine_every: int = 10              # steps between gradient-conflict measurements; 0 = off
     # --- where and how -----------------------------------------------------------------
     device: str = "auto"
@@ -107,6 +110,8 @@ class RunSpec:
         need(self.schedule in ("linear", "cosine"), "schedule", "'linear' or 'cosine'")
         need(self.epoch_length in ("labeled", "unlabeled"), "epoch_length", "'labeled' or 'unlabeled'")
         need(self.alpha_beta in ("search", "fixed"), "alpha_beta", "'search' or 'fixed'")
+        need(self.epoch_select in ("best_val", "last"), "epoch_select", "'best_val' or 'last'")
+        need(self.crop_interpolation in ("bilinear", "bicubic"), "crop_interpolation", "'bilinear' or 'bicubic'")
         need(0 <= self.alpha <= 1, "alpha", "a number in [0, 1]")
         need(self.beta > 0, "beta", "a positive number")
         need(self.image_size >= 8, "image_size", "an integer >= 8")
@@ -130,6 +135,9 @@ class RunSpec:
         for k, v in self.method_args.items():
             if not isinstance(v, (int, float, str, bool)) or (isinstance(v, float) and not math.isfinite(v)):
                 raise ConfigError(f"{source}: key 'method_args.{k}' = {v!r}: expected a finite number, string or bool")
+        from .protocol import check_protocol
+
+        check_protocol(self, source)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,9 +10,10 @@
    (``heads``, ``needs_teacher``, ``loss``) decides everything method-specific;
 4. every ``grad_cosine_every`` steps the cosine between d(sup)/d(feature) and
    d(distill)/d(feature) is measured (gradient-conflict diagnostic);
-5. each epoch: both heads on val, (alpha, beta) searched (or fixed), best-val state kept,
+5. each epoch: both heads on val, (alpha, beta) searched (or fixed), the best-val state
+   kept (``epoch_select: best_val``) or the last (``last``: where val is the test set),
    ``history.csv``/``grad_cosine.csv``/``checkpoint.pt`` written atomically;
-6. at the end the best state is evaluated on test, logits saved, ``metrics.json`` last.
+6. at the end the kept state is evaluated on test, logits saved, ``metrics.json`` last.
 
 Epochs.  ``epoch_length: labeled`` = one pass over the labeled loader (the unlabeled
 loader is cycled if it is shorter); ``unlabeled`` = one pass over the unlabeled loader
@@ -313,7 +314,7 @@ class _Run:
         train_items = source.items("train")
         lab, unl = views.train_indices(train_items, manifest.labeled, manifest.unlabeled)
         make = lambda mask: views.ViewDataset(source, train_items, spec.image_size, spec.crop_scale_min,  # noqa: E731
-                                              spec.seed, mask_labels=mask)
+                                              spec.seed, mask_labels=mask, interpolation=spec.crop_interpolation)
         self.labeled_set, self.unlabeled_set = make(False), make(True)
         self.schedule_args = dict(seed=spec.seed, n_train=len(train_items), labeled=lab, unlabeled=unl,
                                   batch_size=spec.batch_size, unlabeled_batch_size=spec.unlabeled_batch_size,
@@ -549,7 +550,7 @@ class _Run:
 
         ce, kd, labels = self._predict(self.val_set)
         val_acc, alpha, beta = self._choose(ce, kd, labels)
-        if val_acc > self.best["val_acc"]:
+        if val_acc > self.best["val_acc"] or self.spec.epoch_select == "last":  # "last": no choice made
             self.best = {"epoch": epoch, "val_acc": val_acc, "alpha": alpha, "beta": beta,
                          "state": {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()}}
         return {"epoch": epoch, "train_loss": train_loss, "lr": self.last_lr,

@@ -129,6 +129,17 @@ def test_run_writes_every_output(baseline):
     assert ckpt["epoch"] == 3 and ckpt["spec_hash"] == spec.hash and ckpt["best"]["epoch"] == m["best_epoch"]
 
 
+def test_epoch_select_last_reports_the_last_epoch(assets, tmp_path):
+    """Where val is the test set the last epoch is reported (no choice on test images)."""
+    spec = make_spec(assets, tmp_path / "mlflow.db", epoch_select="last", alpha_beta="fixed", alpha=0.4,
+                     beta=0.5, crop_interpolation="bicubic", grad_cosine_every=0)
+    m = train.run_training(spec, tmp_path / "run")
+    with open(tmp_path / "run" / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert m["best_epoch"] == 3 and m["val_acc"] == pytest.approx(float(rows[-1]["val_acc"]))
+    assert (m["alpha"], m["beta"]) == (0.4, 0.5)
+
+
 def test_mlflow_receives_params_and_metrics(baseline):
     from mlflow import MlflowClient
 

@@ -104,3 +104,19 @@ def test_shard_splits_a_batch_contiguously():
     b = np.arange(10)
     parts = [views.shard(b, 4, r) for r in range(4)]
     assert np.concatenate(parts).tolist() == b.tolist() and [len(p) for p in parts] == [2, 3, 2, 3]
+
+
+def test_bicubic_crop_for_the_imagenet_protocol():
+    """crop_interpolation bicubic (the authors' ImageNet scripts) resizes the same crop
+    with torchvision's bicubic filter."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    p = views.crop_params(1, views.pack_keys(0, 0, 3).item(), img.width, img.height, 0.5)
+    bicubic = views.render_view(img, p, 24, "bicubic")
+    ref = TF.resized_crop(img, p.top, p.left, p.height, p.width, [24, 24],
+                          interpolation=InterpolationMode.BICUBIC, antialias=True)
+    ref = TF.to_tensor(TF.hflip(ref) if p.flip else ref)
+    assert torch.equal(bicubic, ref)
+    assert not torch.equal(bicubic, views.render_view(img, p, 24))  # default bilinear differs

@@ -99,6 +99,8 @@ class DatasetSource:
     templates: list[str] = ["a photo of a {}."]   # the authors' prompts (prompt set "authors")
     clip_templates: list[str] | None = None      # CLIP's ensemble (prompt set "clip"); None: templates
     splits: tuple[str, ...] = SPLITS
+    val_is_test: bool = False      # True: "val" is the test set (no choice may be made on it)
+    imagenet_train: bool = False   # True: train images are ImageNet-1k train's (label leak)
     # True when items come from listing the image folders (they exist by construction,
     # so check() skips one stat per image: 1.3M on ImageNet).
     items_from_listing: bool = False

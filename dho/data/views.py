@@ -89,13 +89,14 @@ def crop_params(seed: int, key: int, width: int, height: int, scale_min: float,
     return CropParams((height - h) // 2, (width - w) // 2, h, w, bool(u[40] < 0.5))
 
 
-def render_view(image, params: CropParams, size: int):
-    """The view of a PIL image: crop, bilinear (antialiased) resize to ``size``, flip, [0, 1] tensor."""
+def render_view(image, params: CropParams, size: int, interpolation: str = "bilinear"):
+    """The view of a PIL image: crop, resize to ``size`` (antialiased ``interpolation``:
+    "bilinear", or "bicubic" as the authors' ImageNet scripts), flip, [0, 1] tensor."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
 
     out = TF.resized_crop(image, params.top, params.left, params.height, params.width, [size, size],
-                          interpolation=InterpolationMode.BILINEAR, antialias=True)
+                          interpolation=InterpolationMode(interpolation), antialias=True)
     if params.flip:
         out = TF.hflip(out)
     return TF.to_tensor(out)
@@ -109,8 +110,9 @@ class ViewDataset:
     """
 
     def __init__(self, source, items: Sequence[tuple[str, int]], size: int, scale_min: float, seed: int,
-                 mask_labels: bool = False):
+                 mask_labels: bool = False, interpolation: str = "bilinear"):
         self.source = source
+        self.interpolation = str(interpolation)
         self.items = [(str(r), -1 if mask_labels else int(y)) for r, y in items]
         self.size = int(size)
         self.scale_min = float(scale_min)
@@ -127,7 +129,7 @@ class ViewDataset:
         rel, label = self.items[index]
         image = open_rgb(self.source.path(rel))
         params = crop_params(self.seed, key, image.width, image.height, self.scale_min)
-        return render_view(image, params, self.size), label, index, key
+        return render_view(image, params, self.size, self.interpolation), label, index, key
 
 
 def _batches_of(order: np.ndarray, size: int) -> list[np.ndarray]:

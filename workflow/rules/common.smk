@@ -149,10 +149,13 @@ def grid(suite):
                                  f"'{m['method']}'; known: {', '.join(sorted(known('method')))}")
     from dho.spec import RunSpec
 
-    for dataset in cfg["datasets"]:  # RunSpec types and ranges of the train settings
+    for dataset in cfg["datasets"]:  # RunSpec types, ranges and protocol checks (dho.protocol)
         for student in students:
             for method in methods:
-                RunSpec.from_dict(train_settings(suite, dataset, student, method),
+                s = students[student]
+                RunSpec.from_dict(dict(train_settings(suite, dataset, student, method), dataset=dataset,
+                                       student=s["student"], student_pretrained=s["pretrained"],
+                                       student_kwargs=s["kwargs"]),
                                   source=f"config key 'suites.{suite}.train' (with the overrides of "
                                          f"{dataset}, {student}, {method})")
     teachers = list(cfg.get("teachers", {}))

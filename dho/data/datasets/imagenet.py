@@ -17,5 +17,7 @@ class ImageNet(ClassFolderDataset):
     folder_name = "imagenet"
     image_subdir = "images"
     split_dirs = {"train": "train", "val": "val", "test": "val"}
+    val_is_test = True      # no validation split of its own (dho.protocol)
+    imagenet_train = True   # its train split is ImageNet-1k train (label leak check)
     clip_templates = templates.CLIP_IMAGENET
     templates = templates.IMAGENET
