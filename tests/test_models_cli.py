@@ -30,7 +30,7 @@ def test_students_lists_every_student(capsys):
     assert main(["students"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["clip_tiny", "clip_vit_b16", "clip_vit_l14_336",
-                                                  "mobilenet_v2", "resnet18"]
+                                                  "dino_resnet50", "mobilenet_v2", "resnet18"]
 
 
 def test_teacher_commands_end_to_end(setup, tmp_path, capsys):

@@ -34,7 +34,8 @@ def offline(monkeypatch, tmp_path):
 
 
 def test_registry_names():
-    assert STUDENTS.names() == ["clip_tiny", "clip_vit_b16", "clip_vit_l14_336", "mobilenet_v2", "resnet18"]
+    assert STUDENTS.names() == ["clip_tiny", "clip_vit_b16", "clip_vit_l14_336", "dino_resnet50", "mobilenet_v2",
+                                "resnet18"]
 
 
 def test_input_adapter_normalises_and_resizes():
@@ -118,6 +119,38 @@ def test_missing_torchvision_weights_fail_fast(offline):
     msg = str(info.value)
     assert "ResNet18_Weights.IMAGENET1K_V1" in msg and str(offline / "torch" / "hub" / "checkpoints") in msg
     assert "\n" not in msg
+
+
+def test_dino_resnet50_from_the_hub_cache(offline):
+    """dino_resnet50 = torchvision ResNet-50 + DINO's headless state dict (as the
+    facebookresearch/dino hubconf), read from TORCH_HOME/hub/checkpoints; one line if absent."""
+    import torchvision
+
+    from dho.models.students import DINO_RESNET50_URL
+
+    with pytest.raises(WeightsUnavailable) as info:
+        build_student("dino_resnet50", 3, pretrained=True)
+    msg = str(info.value)
+    assert "\n" not in msg and "DINO ResNet-50" in msg and "dino_resnet50_pretrain.pth" in msg
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50(weights=None).eval()
+    headless = {k: v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
+    cached = offline / "torch" / "hub" / "checkpoints" / os.path.basename(DINO_RESNET50_URL)
+    cached.parent.mkdir(parents=True)
+    torch.save(headless, cached)
+    student = build_student("dino_resnet50", 3, pretrained=True, image_size=32).eval()
+    assert student.feature_dim == 2048 and student.num_heads == 2
+    x01 = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    reference.fc = torch.nn.Identity()
+    with torch.no_grad():
+        expected = reference(student.adapter(x01))
+        assert torch.allclose(student(x01).feature, expected, atol=1e-5)
+    bad = dict(headless, **{"layer1.0.conv1.weight": torch.zeros(1)})
+    torch.save(bad, cached)
+    with pytest.raises(ConfigError, match="weights dino_resnet50 do not fit"):
+        build_student("dino_resnet50", 3, pretrained=True)
+    scratch = build_student("dino_resnet50", 3, pretrained=False)  # no file needed
+    assert scratch.feature_dim == 2048
 
 
 def test_missing_clip_weights_fail_fast(offline):

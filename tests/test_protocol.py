@@ -55,3 +55,13 @@ def test_datasets_with_a_real_val_split_choose_on_val():
 def test_new_keys_are_checked(key, value):
     with pytest.raises(ConfigError, match=f"key '{key}' = '{value}'"):
         RunSpec.from_dict({key: value})
+
+
+def test_supervised_students_list_matches_the_registry():
+    """Every registered student whose default weights are torchvision's ImageNet-supervised
+    IMAGENET1K ones is checked; dino_resnet50 (self-supervised) is not."""
+    from dho.models import STUDENTS
+    from dho.protocol import IMAGENET_SUPERVISED_STUDENTS
+
+    supervised = {n for n in STUDENTS if "IMAGENET1K" in STUDENTS.describe(n)}
+    assert supervised == IMAGENET_SUPERVISED_STUDENTS and "dino_resnet50" not in supervised

@@ -16,8 +16,10 @@ raw feature (alignment is a property of a separate KD head).
 
 student_kwargs:
 
-* torchvision (``resnet18``, ``mobilenet_v2``): ``image_size`` (default 224), ``weights``
-  (a local state-dict file, used instead of the ImageNet weights); ``resnet18`` also
+* torchvision (``resnet18``, ``mobilenet_v2``, ``dino_resnet50``): ``image_size`` (default
+  224), ``weights`` (a local state-dict file, used instead of the default weights: ImageNet-
+  supervised for resnet18/mobilenet_v2, DINO's self-supervised ResNet-50 from the torch hub
+  cache for dino_resnet50; a file without the classifier's keys is accepted); ``resnet18`` also
   ``width`` (channels of the first stage, default 64: a narrow ResNet-18 for CPU demos);
   anything else goes to torchvision's builder (e.g. ``width_mult`` for MobileNetV2).
 * CLIP (``clip_vit_b16``, ``clip_vit_l14_336``, ``clip_tiny``): ``language_init``,
@@ -117,27 +119,29 @@ def build_student(name: str, num_classes: int, heads: int = 2, pretrained: bool 
 # --------------------------------------------------------------------------- torchvision
 def _torchvision_state_dict(weights) -> dict[str, torch.Tensor]:
     """State dict of a torchvision weight enum, from the torch hub cache or downloaded."""
+    enum_name = f"{type(weights).__name__}.{weights.name}"
+    return _hub_state_dict(weights.url, f"torchvision weights {enum_name}",
+                           f"python -c \"import torchvision; torchvision.models.{enum_name}.get_state_dict()\"")
+
+
+def _hub_state_dict(url: str, what: str, fill_cmd: str) -> dict[str, torch.Tensor]:
+    """State dict at ``url`` from the torch hub cache (``TORCH_HOME/hub/checkpoints``),
+    downloaded there if missing; WeightsUnavailable (one line) when it cannot be."""
     from urllib.parse import urlparse
 
-    enum_name = f"{type(weights).__name__}.{weights.name}"
-    hub_dir = torch.hub.get_dir()
-    filename = os.path.basename(urlparse(weights.url).path)
-    cached = os.path.join(hub_dir, "checkpoints", filename)
+    filename = os.path.basename(urlparse(url).path)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
     if not os.path.isfile(cached):
         advice = (f"looked for {cached} (TORCH_HOME/hub/checkpoints): pre-fill it on a machine with "
-                  f"internet (python -c \"import torchvision; torchvision.models.{enum_name}.get_state_dict()\") "
-                  f"or pass student_kwargs.weights=FILE; set HF_HUB_OFFLINE=1 to fail fast")
+                  f"internet ({fill_cmd}) or pass student_kwargs.weights=FILE; set HF_HUB_OFFLINE=1 to fail fast")
         if offline_requested():
-            raise WeightsUnavailable(f"torchvision weights {enum_name} are not cached and "
-                                     f"HF_HUB_OFFLINE is set; {advice}")
+            raise WeightsUnavailable(f"{what} are not cached and HF_HUB_OFFLINE is set; {advice}")
         os.makedirs(os.path.dirname(cached), exist_ok=True)
         match = torch.hub.HASH_REGEX.search(filename)
         try:
-            torch.hub.download_url_to_file(weights.url, cached, match.group(1) if match else None,
-                                           progress=True)
+            torch.hub.download_url_to_file(url, cached, match.group(1) if match else None, progress=True)
         except Exception as e:  # URLError, socket timeout, hash mismatch
-            raise WeightsUnavailable(f"torchvision weights {enum_name} cannot be downloaded "
-                                     f"({first_line(e)}); {advice}") from None
+            raise WeightsUnavailable(f"{what} cannot be downloaded ({first_line(e)}); {advice}") from None
     return _load_state_dict_file(cached)
 
 
@@ -185,12 +189,46 @@ def _mobilenet_v2(**kwargs: Any) -> nn.Module:
     return torchvision.models.mobilenet_v2(weights=None, **kwargs)
 
 
-def _torchvision_student(arch: str, make: Callable[..., nn.Module], weights_attr: str, classifier_attr: str,
-                         feature_dim: Callable[[nn.Module], int]) -> Callable[..., Student]:
-    def build(num_classes: int, heads: int, pretrained: bool, classnames=None, templates=None,
-              image_size: int = 224, weights: str | None = None, **arch_kwargs: Any) -> Student:
+def _imagenet_weights(weights_attr: str) -> Callable[[], tuple[dict, str]]:
+    """torchvision's ImageNet-supervised weights ``<weights_attr>.IMAGENET1K_V1``."""
+    def load() -> tuple[dict, str]:
         import torchvision
 
+        return (_torchvision_state_dict(getattr(torchvision.models, weights_attr).IMAGENET1K_V1),
+                f"{weights_attr}.IMAGENET1K_V1")
+
+    return load
+
+
+DINO_RESNET50_URL = "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth"
+
+
+def _dino_resnet50_weights() -> tuple[dict, str]:
+    """DINO's self-supervised ResNet-50 (facebookresearch/dino hubconf ``dino_resnet50``:
+    a torchvision ResNet-50 without ``fc``), from the torch hub cache."""
+    fill = f"python -c \"import torch; torch.hub.load_state_dict_from_url('{DINO_RESNET50_URL}')\""
+    return _hub_state_dict(DINO_RESNET50_URL, "DINO ResNet-50 weights", fill), "dino_resnet50"
+
+
+def _load_backbone(model: nn.Module, state: dict, what: str, arch: str, arch_kwargs: dict,
+                   classifier_attr: str) -> None:
+    """Load ``state`` into ``model``; a headless state (DINO) may lack the classifier only."""
+    prefix = f"{classifier_attr}."
+    has_head = any(k.startswith(prefix) for k in state)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=has_head)
+    except RuntimeError as e:
+        missing, unexpected = ["?"], [first_line(e, 150)]
+    if unexpected or any(not k.startswith(prefix) for k in missing):
+        raise ConfigError(f"student '{arch}': weights {what} do not fit the architecture built "
+                          f"with student_kwargs {arch_kwargs}; drop those kwargs or set "
+                          f"student_pretrained false ({(unexpected or missing)[0]})")
+
+
+def _torchvision_student(arch: str, make: Callable[..., nn.Module], default_weights: Callable[[], tuple[dict, str]],
+                         classifier_attr: str, feature_dim: Callable[[nn.Module], int]) -> Callable[..., Student]:
+    def build(num_classes: int, heads: int, pretrained: bool, classnames=None, templates=None,
+              image_size: int = 224, weights: str | None = None, **arch_kwargs: Any) -> Student:
         if not (isinstance(image_size, int) and not isinstance(image_size, bool) and image_size >= 8):
             raise ConfigError(f"student '{arch}': image_size = {image_size!r}: expected an integer >= 8")
         try:
@@ -198,17 +236,8 @@ def _torchvision_student(arch: str, make: Callable[..., nn.Module], weights_attr
         except TypeError as e:
             raise ConfigError(f"student '{arch}': bad student_kwargs {sorted(arch_kwargs)}: {e}") from None
         if pretrained or weights:
-            if weights:
-                state, what = _load_state_dict_file(weights), weights
-            else:
-                enum = getattr(torchvision.models, weights_attr).IMAGENET1K_V1
-                state, what = _torchvision_state_dict(enum), f"{weights_attr}.IMAGENET1K_V1"
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as e:
-                raise ConfigError(f"student '{arch}': weights {what} do not fit the architecture built "
-                                  f"with student_kwargs {arch_kwargs}; drop those kwargs or set "
-                                  f"student_pretrained false ({first_line(e, 150)})") from None
+            state, what = (_load_state_dict_file(weights), weights) if weights else default_weights()
+            _load_backbone(model, state, what, arch, arch_kwargs, classifier_attr)
         dim = feature_dim(model)
         setattr(model, classifier_attr, nn.Identity())
         adapter = InputAdapter(image_size, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
@@ -217,12 +246,22 @@ def _torchvision_student(arch: str, make: Callable[..., nn.Module], weights_attr
     return build
 
 
+def _resnet50(**kwargs: Any) -> nn.Module:
+    import torchvision
+
+    return torchvision.models.resnet50(weights=None, **kwargs)
+
+
 STUDENTS.register("resnet18", _torchvision_student(
-    "resnet18", _resnet18, "ResNet18_Weights", "fc", lambda m: m.fc.in_features),
+    "resnet18", _resnet18, _imagenet_weights("ResNet18_Weights"), "fc", lambda m: m.fc.in_features),
     help="torchvision ResNet-18 (ImageNet weights ResNet18_Weights.IMAGENET1K_V1), 224 px")
 STUDENTS.register("mobilenet_v2", _torchvision_student(
-    "mobilenet_v2", _mobilenet_v2, "MobileNet_V2_Weights", "classifier", lambda m: m.last_channel),
+    "mobilenet_v2", _mobilenet_v2, _imagenet_weights("MobileNet_V2_Weights"), "classifier",
+    lambda m: m.last_channel),
     help="torchvision MobileNetV2 (ImageNet weights MobileNet_V2_Weights.IMAGENET1K_V1), 224 px")
+STUDENTS.register("dino_resnet50", _torchvision_student(
+    "dino_resnet50", _resnet50, _dino_resnet50_weights, "fc", lambda m: m.fc.in_features),
+    help="DINO self-supervised ResNet-50 (facebookresearch/dino dino_resnet50; no ImageNet labels), 224 px")
 
 
 # --------------------------------------------------------------------------- CLIP
