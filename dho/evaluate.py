@@ -137,9 +137,12 @@ def predictions(ce: torch.Tensor, kd: torch.Tensor, alpha: float, beta: float,
 
 
 def state_num_classes(state: dict[str, torch.Tensor], run_dir: Path) -> int:
-    """Number of classes of the student in ``state`` (rows of its CE head)."""
-    head = state.get("ce_head.weight")
-    if not isinstance(head, torch.Tensor) or head.ndim != 2:
+    """Number of classes of the student in ``state`` (rows of its CE head's last weight matrix:
+    a method may make the head non-linear, ``ce_head.0.weight`` ... ``ce_head.4.weight``)."""
+    heads = [v for k, v in state.items() if k.startswith("ce_head.") and k.endswith("weight")
+             and isinstance(v, torch.Tensor) and v.ndim == 2]
+    head = heads[-1] if heads else None
+    if head is None:
         raise CheckpointError(f"checkpoint {run_dir / 'checkpoint.pt'}: the best state has no 'ce_head.weight' "
                               f"matrix (not a dho student)")
     return int(head.shape[0])
@@ -153,6 +156,8 @@ def _eval_student(spec, method, state: dict[str, torch.Tensor], num_classes: int
     kwargs = {k: v for k, v in spec.student_kwargs.items() if k != "weights"}
     student = build_student(spec.student, num_classes, heads=method.heads, pretrained=False,
                             classnames=None, templates=None, **kwargs)
+    method.setup_student(student, method.resolve_args(spec.method_args), None)  # its heads, not training parts
+    state = {k: v for k, v in state.items() if not k.startswith("method_parts.")}
     try:
         student.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -54,6 +54,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError, DataError, OutputError, TrainingError
 from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
+from .methods.base import Batch
 from .rundir import load_done
 from .spec import RunSpec, load_spec
 
@@ -61,8 +62,8 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "lr", "val_acc_ce", "val_acc_kd", "val
                    "grad_cosine")
 CHECKPOINT_KEYS = ("spec_hash", "epoch", "step", "model", "optimizer", "scheduler", "rng", "best", "history",
                    "grad_cosines", "train_seconds", "train_images", "wall_time_s")
-METRICS_KEYS = ("status", "spec_hash", "spec", "dataset", "labels", "student", "teacher", "method", "seed",
-                "test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch", "epochs",
+METRICS_KEYS = ("status", "spec_hash", "spec", "dataset", "labels", "student", "teacher", "method", "method_args",
+                "seed", "test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch", "epochs",
                 "teacher_test_acc", "grad_cosine_mean", "wall_time_s", "images_per_s", "gpu_hours", "device",
                 "git_commit", "mlflow_run_id", "slurm_job_id")
 
@@ -188,6 +189,11 @@ def _split_output(out, n: int):
     first = cls(*(t[:n] for t in out))
     rest = cls(*(t[n:] for t in out)) if out.feature.shape[0] > n else None
     return first, rest
+
+
+def _split_rows(t: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rows ``[:n]`` (labeled) and ``[n:]`` (unlabeled, None when empty) of a batch tensor."""
+    return t[:n], (t[n:] if t.shape[0] > n else None)
 
 
 def _write_csv(path: Path, columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> None:
@@ -326,8 +332,7 @@ class _Run:
 
         spec = self.spec
         self.method = METHODS.get(spec.method)
-        if hasattr(self.method, "resolve_args"):  # fail on bad method_args before training starts
-            self.method.resolve_args(spec.method_args)
+        self.method_args = self.method.resolve_args(spec.method_args)  # fails before training starts
         num_classes = self.source.num_classes
         self.teacher = None
         if spec.teacher_file is not None:
@@ -342,10 +347,12 @@ class _Run:
             raise ConfigError(f"method '{spec.method}' needs a teacher: set key 'teacher_file'")
         self.student = build_student(spec.student, num_classes, heads=self.method.heads,
                                      pretrained=spec.student_pretrained, classnames=self.source.classnames,
-                                     templates=self.source.templates, **spec.student_kwargs).to(self.device)
+                                     templates=self.source.templates, **spec.student_kwargs)
+        self.method.setup_student(self.student, self.method_args, self.teacher)  # method-owned parts
+        self.student.to(self.device)
         from .data.views import Schedule
 
-        self.schedule = Schedule(**self.schedule_args, use_unlabeled=self.method.needs_teacher)
+        self.schedule = Schedule(**self.schedule_args, use_unlabeled=self.method.loads_unlabeled)
 
     def _loader(self, dataset, batch_size: int = 1, batches=None):
         """A loader in dataset order, or over ``batches`` (lists of view keys) when given."""
@@ -479,10 +486,12 @@ class _Run:
             out = self.student(x)
             out_l, out_u = _split_output(out, n_l)
             t_l = t_u = None
+            extra: dict[str, Any] = {}
             if self.method.needs_teacher:
-                t = self._teacher_logits(x)
-                t_l, t_u = t[:n_l], (t[n_l:] if t.shape[0] > n_l else None)
-            loss, terms = self.method.loss(out_l, out_u, y, t_l, t_u, **spec.method_args)
+                outputs = self._teacher_outputs(x)
+                t_l, t_u = _split_rows(outputs.pop("logits"), n_l)
+                extra = {k: _split_rows(v, n_l) for k, v in outputs.items()}
+            loss, terms = self.method.step(Batch(out_l, out_u, y, t_l, t_u, self.method_args, self.student, extra))
             if not torch.isfinite(loss).all():
                 detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                 raise TrainingError(f"non-finite loss {float(loss.detach()):.4g} at epoch {epoch}, step {self.step + 1} "
@@ -493,7 +502,7 @@ class _Run:
                 if cos is not None:
                     cosines.append((self.step, cos))
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            self.method.backward(loss, terms, self.method_args, self.student.parameters())
             self.optimizer.step()
             self.last_lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
@@ -508,6 +517,15 @@ class _Run:
                                                     enabled=self.device.type == "cuda"):
             t = self.teacher(x)
         return t.float().clone()  # a normal tensor (inference tensors cannot be saved for backward)
+
+    def _teacher_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The teacher outputs the method asks for (``method.teacher_outputs``), one teacher call."""
+        wanted = self.method.teacher_outputs
+        if tuple(wanted) == ("logits",):
+            return {"logits": self._teacher_logits(x)}
+        with torch.inference_mode():
+            outputs = self.teacher.outputs(x, wanted)
+        return {k: v.float().clone() for k, v in outputs.items()}
 
     @staticmethod
     def _grad_cosine(terms: dict[str, torch.Tensor], feature: torch.Tensor) -> float | None:
@@ -539,10 +557,13 @@ class _Run:
         """(accuracy %, alpha, beta) on these logits: searched, or the spec's fixed pair."""
         from .inference import accuracy, combine_heads, search_alpha_beta
 
-        if self.spec.alpha_beta == "search":
+        if self.method.fixed_alpha_beta is not None:  # e.g. SSKD/DHKD predict with the CE head alone
+            alpha, beta = self.method.fixed_alpha_beta
+        elif self.spec.alpha_beta == "search":
             acc, alpha, beta = search_alpha_beta(ce, kd, labels)
             return float(acc), float(alpha), float(beta)
-        alpha, beta = self.spec.alpha, self.spec.beta
+        else:
+            alpha, beta = self.spec.alpha, self.spec.beta
         return float(accuracy(combine_heads(ce, kd, alpha, beta), labels)), alpha, beta
 
     def _validate(self, epoch: int, train_loss: float, cosines: list[tuple[int, float]]) -> dict[str, Any]:
@@ -596,7 +617,7 @@ class _Run:
             # one registry student with different kwargs (ablations)
             "dataset": spec.dataset, "labels": labels_name(spec),
             "student": str(spec.tags.get("student", spec.student)), "teacher": self._teacher_name(),
-            "method": str(spec.tags.get("method", spec.method)), "seed": spec.seed,
+            "method": str(spec.tags.get("method", spec.method)), "method_args": self.method_args, "seed": spec.seed,
             "test_acc": float(accuracy(combine_heads(ce_t, kd_t, alpha, beta), y_t)),
             "test_acc_ce": float(accuracy(ce_t, y_t)), "test_acc_kd": float(accuracy(kd_t, y_t)),
             "val_acc": float(self.best["val_acc"]), "alpha": alpha, "beta": beta,

@@ -88,6 +88,22 @@ class ZeroShotTeacher(nn.Module):
             logits = self.logits_from_features(self.encode(x01))
         return logits.clone()  # a normal tensor: usable as a target in autograd graphs
 
+    @property
+    def embedding_dim(self) -> int:
+        """Dimension of the image embedding (:meth:`encode`)."""
+        return self.text_classifier.shape[0]
+
+    def outputs(self, x01: torch.Tensor, wanted: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Several outputs from one image-tower pass: ``"logits"`` and/or ``"embedding"``
+        (the L2-normalised image embedding), as normal tensors."""
+        unknown = sorted(set(wanted) - {"logits", "embedding"})
+        if unknown:
+            raise ConfigError(f"teacher outputs {', '.join(unknown)} are not available; known: embedding, logits")
+        with torch.inference_mode():
+            f = self.encode(x01)
+            out = {"embedding": f, "logits": self.logits_from_features(f)} if "logits" in wanted else {"embedding": f}
+        return {k: v.clone() for k, v in out.items() if k in wanted}
+
     def file_dict(self) -> dict[str, Any]:
         return {"format": FILE_FORMAT, "version": FILE_VERSION, "kind": self.kind, "model": self.model,
                 "pretrained": self.pretrained, "classnames": list(self.classnames),

@@ -53,6 +53,8 @@ _OPTIONAL_ID_KEYS = ("git_commit", "mlflow_run_id", "slurm_job_id")
 #: Columns read back as text (so that e.g. a teacher named "none" or a job id stays as is).
 _TEXT_COLUMNS = ("suite", "dataset", "labels", "student", "teacher", "method", "spec_hash",
                  "git_commit", "mlflow_run_id", "slurm_job_id", "run_dir")
+#: Prefix of the runs.csv columns holding the method's resolved arguments (``arg_lam``, ...).
+ARG_PREFIX = "arg_"
 #: Row order of runs.csv.
 SORT_KEYS = ["dataset", "student", "teacher", "method", "label_count", "labels", "seed", "spec_hash"]
 
@@ -170,6 +172,12 @@ def _row(metrics: dict, suite: str, run_dir: Path) -> dict:
         row[key] = None if metrics[key] is None else str(metrics[key])
     if single_head_method(metrics["spec"].get("method", metrics["method"])):
         row["alpha"] = row["beta"] = None  # no head combination: left empty, not a meaningless 0 / 0.5
+    # the method's resolved arguments (older runs: the spec's, unresolved): a sweep is a column
+    args = metrics.get("method_args")
+    if not isinstance(args, dict):
+        args = metrics["spec"].get("method_args") or {}
+    for name, value in args.items():
+        row[f"{ARG_PREFIX}{name}"] = value
     return row
 
 
@@ -200,11 +208,12 @@ def collect_runs(run_dirs_or_root: str | os.PathLike | Iterable[str | os.PathLik
                           f"keeping {rows[key]['run_dir']}", DuplicateRunWarning, stacklevel=2)
             continue
         rows[key] = _row(metrics, suite, run_dir)
-    return _tidy(pd.DataFrame(list(rows.values()), columns=list(RUNS_COLUMNS)))
+    df = pd.DataFrame(list(rows.values()))
+    return _tidy(df.reindex(columns=list(RUNS_COLUMNS) + RUNS_TABLE.extra_columns(df)))
 
 
 RUNS_TABLE = TidyTable("runs table", RUNS_COLUMNS, _TEXT_COLUMNS, ("seed",), tuple(SORT_KEYS),
-                       "run `dho collect` first")
+                       "run `dho collect` first", extra_prefix=ARG_PREFIX)
 
 
 def _tidy(df: pd.DataFrame) -> pd.DataFrame:

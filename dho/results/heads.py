@@ -21,10 +21,13 @@ __all__ = ["ALPHAS", "BETAS", "accuracy_grid", "dual_head_methods", "load_logits
 
 
 def dual_head_methods() -> tuple[str, ...]:
-    """Registered methods with two heads (``heads == 2``): the runs whose heads are combined."""
+    """Registered methods with two heads (``heads == 2``) whose inference combines them (no
+    ``fixed_alpha_beta``, unlike SSKD/DHKD, which predict with the CE head): the runs whose
+    heads are combined."""
     from ..methods import METHODS
 
-    return tuple(name for name in METHODS if METHODS.get(name).heads == 2)
+    return tuple(name for name in METHODS
+                 if METHODS.get(name).heads == 2 and METHODS.get(name).fixed_alpha_beta is None)
 
 
 def single_head_method(name: str) -> bool:

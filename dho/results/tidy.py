@@ -3,6 +3,7 @@ written atomically and read back with their columns checked."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,29 @@ class TidyTable:
     int_columns: tuple[str, ...]
     sort_keys: tuple[str, ...]
     hint: str                      # how to make the file, e.g. "run `dho collect` first"
+    extra_prefix: str = ""         # further columns with this prefix are kept, after the fixed ones
+
+    def extra_columns(self, df: pd.DataFrame) -> list[str]:
+        """The prefixed extra columns of ``df``, sorted (none without a prefix)."""
+        if not self.extra_prefix:
+            return []
+        return sorted(c for c in df.columns if isinstance(c, str) and c.startswith(self.extra_prefix)
+                      and c not in self.columns)
 
     def tidy(self, df: pd.DataFrame) -> pd.DataFrame:
         """Columns in order, text/int/float dtypes, rows sorted deterministically."""
-        df = df.reindex(columns=list(self.columns))
+        extra = self.extra_columns(df)
+        df = df.reindex(columns=list(self.columns) + extra)
+        for col in extra:  # numbers stay numbers; anything else (true/false, names) stays text
+            numeric = pd.to_numeric(df[col], errors="coerce")
+            is_num = df[col].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                                 or (isinstance(v, str) and v.strip() != "" and not v.strip().lower()
+                                     in ("true", "false")))
+            if bool((numeric.notna() | df[col].isna()).all()) and bool(is_num[df[col].notna()].all()):
+                df[col] = numeric.astype("float64")
+            else:
+                df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v))
+                                      else str(v).lower() if isinstance(v, bool) else str(v)).astype(object)
         for col in self.columns:
             if col in self.text_columns:
                 df[col] = df[col].astype(object).where(df[col].notna(), None)
@@ -41,7 +61,7 @@ class TidyTable:
             raise DataError(f"{self.what} for {path} lacks column(s) {', '.join(missing)}")
         path = Path(path)
         with atomic_path(path) as tmp:
-            df.loc[:, list(self.columns)].to_csv(tmp, index=False, float_format="%.10g")
+            df.loc[:, list(self.columns) + self.extra_columns(df)].to_csv(tmp, index=False, float_format="%.10g")
         return path
 
     def read(self, path: str | os.PathLike) -> pd.DataFrame:
