@@ -31,16 +31,92 @@ COMMANDS = {
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
+# Every command's --help ends with examples (tests/test_cli.py checks that each has one).
+# Keys are the command words; each example is a full command line a user can adapt.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "train": ("python -m dho train --spec spec.yaml --out runs/dtd-4shot-dho",
+              "python -m dho train --spec base.yaml dho.yaml --set epochs=20 --set method_args.lam=0.3 --out runs/x"),
+    "methods": ("python -m dho methods",),
+    "data": ("python -m dho data check --root data",),
+    "data check": ("python -m dho data check --root data",
+                   "python -m dho data check --root data --dataset dtd --dataset eurosat",
+                   "python -m dho data check --suite fewshot --json"),
+    "split": ("python -m dho split --dataset dtd --root data --kind fewshot --shots 4 --seed 1 --out dtd-4shot.json",
+              "python -m dho split --dataset imagenet --root data --kind percent --percent 1 --seed 13 --out in-1pct.json"),
+    "students": ("python -m dho students",),
+    "teacher": ("python -m dho teacher zeroshot --dataset dtd --root data --model RN50-quickgelu "
+                "--pretrained openai --out teachers/dtd-zs.pt",),
+    "teacher zeroshot": ("python -m dho teacher zeroshot --dataset dtd --root data --model RN50-quickgelu "
+                         "--pretrained openai --out teachers/dtd-zs.pt",),
+    "teacher tip-adapter-f": ("python -m dho teacher tip-adapter-f --dataset dtd --root data --base teachers/dtd-zs.pt "
+                              "--split-manifest dtd-4shot.json --out teachers/dtd-fs-4shot.pt",),
+    "teacher eval": ("python -m dho teacher eval --dataset dtd --root data --teacher teachers/dtd-zs.pt --split test",),
+    "demo": ("python -m dho demo data --root results/demo/data",),
+    "demo data": ("python -m dho demo data --root results/demo/data --per-class 120 20 30",),
+    "demo teacher": ("python -m dho demo teacher --out results/demo/teachers/tiny-clip.pt --steps 220",),
+    "demo student": ("python -m dho demo student --out results/demo/students/resnet18.pt --steps 2500",),
+    "submit": ("python -m dho submit --spec spec.json --out runs/x --launcher local",
+               "python -m dho submit --spec spec.json --out runs/x --launcher slurm --partition gpu --gpus 1 "
+               "--cpus 8 --mem-gb 32 --time-min 720"),
+    "submit-cmd": ("python -m dho submit-cmd --launcher slurm --log-dir logs --done teachers/dtd-zs.pt -- "
+                   "teacher zeroshot --dataset dtd --root data --model RN50-quickgelu --pretrained openai "
+                   "--out teachers/dtd-zs.pt",),
+    "mlflow-server": ("python -m dho mlflow-server --backend-store-uri sqlite:///results/mlflow.db",),
+    "mlflow-init": ("python -m dho mlflow-init --uri sqlite:///results/mlflow.db --experiment demo",),
+    "mlflow-sync": ("python -m dho mlflow-sync --uri sqlite:///results/mlflow.db results/demo/runs/shapes/4shot/"
+                    "resnet18/zs/dho/seed1",),
+    "mlflow-check": ("python -m dho mlflow-check results/demo",),
+    "collect": ("python -m dho collect --suite demo --runs-root results/demo/runs --out results/demo/runs.csv",),
+    "tables": ("python -m dho tables --runs results/demo/runs.csv --out-dir results/demo/tables",),
+    "figures": ("python -m dho figures --runs results/demo/runs.csv --out-dir results/demo/figures",),
+    "rechoose": ("python -m dho rechoose --runs results/demo/runs.csv --out results/demo/rechoose.csv",),
+    "collect-evals": ("python -m dho collect-evals --suite ood --evals-root results/ood/evals --out results/ood/evals.csv",),
+    "ood-tables": ("python -m dho ood-tables --evals results/ood/evals.csv --out-dir results/ood/tables",),
+    "evaluate": ("python -m dho evaluate --run-dir results/imagenet_semi/runs/<run> --dataset imagenet_v2 "
+                 "--root data --out v2.json",),
+}
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with every command, or only the commands of ``command``'s module."""
-    parser = argparse.ArgumentParser(prog="dho", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="dho", description="DHO harness: data checks, training runs, launching, results.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m dho data check --root data\n  python -m dho train --help\n"
+               "  python -m dho methods")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     modules = [COMMANDS[command]] if command in COMMANDS else COMMAND_MODULES
     for modname in modules:
         importlib.import_module(modname).add_cli(sub)
+    for words, sub_parser in subcommands(parser):
+        _user_help(words, sub_parser)
     return parser
+
+
+def subcommands(parser: argparse.ArgumentParser, words: str = ""):
+    """``(command words, parser)`` of every subcommand below ``parser``, nested ones included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, child in action.choices.items():
+                child_words = f"{words} {name}".strip()
+                if child.description is None and helps.get(name):
+                    child.description = helps[name][0].upper() + helps[name][1:] + "."
+                yield child_words, child
+                yield from subcommands(child, child_words)
+
+
+def _user_help(words: str, parser: argparse.ArgumentParser) -> None:
+    """Append the command's examples (:data:`EXAMPLES`) to its --help."""
+    examples = EXAMPLES.get(words)
+    if not examples:
+        return
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    block = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    if parser.epilog and "examples:" in parser.epilog:
+        return
+    parser.epilog = f"{parser.epilog.rstrip()}\n\n{block}" if parser.epilog else block
 
 
 def main(argv: list[str] | None = None) -> int:

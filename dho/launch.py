@@ -492,9 +492,26 @@ def _add_launch_args(p: argparse.ArgumentParser, log_dir_help: str) -> None:
                    help="seconds a job may be out of the queue before its missing result is a failure (default 30)")
 
 
+SUBMIT_HELP = """\
+Launch one training run, in this process (--launcher local) or as a SLURM job
+(--launcher slurm), and wait until it is done. A run whose run directory already holds
+its finished metrics is not run again. If this command is stopped while a SLURM job
+runs, the job keeps running and the next identical command waits on it instead of
+submitting a second one. A preempted or timed-out job is requeued (up to
+--max-requeues times) and resumes from its last epoch checkpoint. A job that ends
+without a result is reported in one line: the run's own error, or the tail of its log.
+SLURM logs go to --log-dir/<job id>/."""
+
+SUBMIT_CMD_HELP = """\
+Run another dho command (teacher preparation, evaluation) the same way as `dho submit`:
+in this process or as a SLURM job, waiting until it is done. Success means exit status
+0 and the --done file exists; a second identical call while the job is queued or
+running waits on that job instead of submitting another."""
+
+
 def add_cli(sub) -> None:
     p = sub.add_parser("submit", help="launch one training run (local or SLURM) and wait until it is done",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=SUBMIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", action="append", required=True, metavar="FILE",
                    help="spec file (YAML/JSON); repeat to merge several")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key")
@@ -504,7 +521,7 @@ def add_cli(sub) -> None:
 
     c = sub.add_parser("submit-cmd", help="launch another dho command (local or SLURM) and wait until it is done",
                        usage="dho submit-cmd [options] --done FILE -- COMMAND [ARGS ...]",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=SUBMIT_CMD_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--done", required=True, metavar="FILE",
                    help="file the command writes: success = exit status 0 and this file exists")
     c.add_argument("--name", default=None, help="SLURM job name (default dho-COMMAND)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, yaml_problem
 
 # Keys that do not change the numbers a run produces: excluded from the spec hash.
 NON_SEMANTIC_KEYS = frozenset(
@@ -218,7 +218,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         try:
             value = _yaml_load(raw) if raw != "" else ""
         except yaml.YAMLError as e:
-            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {yaml_problem(e)}") from None
         node = out
         parts = key.split(".")
         for p in parts[:-1]:
@@ -243,6 +243,7 @@ def load_spec(files: list[str] | tuple = (), overrides: list[str] | tuple = ()) 
 
     merged: dict[str, Any] = {}
     source = "spec"
+    origin: dict[str, str] = {}  # top-level key -> the file or flag that set it last
     for f in files:
         p = Path(f)
         if not p.is_file():
@@ -250,11 +251,33 @@ def load_spec(files: list[str] | tuple = (), overrides: list[str] | tuple = ()) 
         try:
             d = _yaml_load(p.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"spec file {p} is not valid YAML/JSON: {e}") from None
+            raise ConfigError(f"spec file {p} is not valid YAML/JSON: {yaml_problem(e)}") from None
         if not isinstance(d, dict):
             raise ConfigError(f"spec file {p}: expected a mapping at the top level")
         merged = deep_merge(merged, d)
         source = str(p)
+        origin.update(dict.fromkeys(map(str, d), str(p)))
     if overrides:
-        merged = deep_merge(merged, parse_set(list(overrides)))
-    return RunSpec.from_dict(merged, source=source)
+        sets = parse_set(list(overrides))
+        merged = deep_merge(merged, sets)
+        origin.update(dict.fromkeys(sets, "--set"))
+    try:
+        return RunSpec.from_dict(merged, source=source)
+    except ConfigError as e:
+        raise ConfigError(_name_the_origin(str(e), source, origin)) from None
+
+
+def _name_the_origin(message: str, source: str, origin: dict[str, str]) -> str:
+    """``<source>: key 'k' ...`` -> ``--set k ...`` or ``<the file that set k>: key 'k' ...``."""
+    unknown = f"{source}: unknown spec key(s) "
+    if message.startswith(unknown):
+        keys = message[len(unknown):].split(";", 1)[0].split(", ")
+        wheres = {origin.get(k, source) for k in keys}
+        return f"{wheres.pop()}: unknown spec key(s) {message[len(unknown):]}" if len(wheres) == 1 else message
+    prefix = f"{source}: key '"
+    if not message.startswith(prefix):
+        return message
+    key = message[len(prefix):].split("'", 1)[0]
+    where = origin.get(key.split(".", 1)[0], source)
+    rest = message[len(prefix) + len(key) + 1:]  # after the closing quote: " = 3: expected ..."
+    return f"--set {key}{rest}" if where == "--set" else f"{where}: key '{key}'{rest}"

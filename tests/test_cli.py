@@ -47,3 +47,55 @@ def test_omp_num_threads_zero_from_snakemake_gives_no_libgomp_warning():
     r = subprocess.run([sys.executable, "-m", "dho", "methods"], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and "dho" in r.stdout
     assert "OMP_NUM_THREADS" not in r.stderr, r.stderr
+
+
+def _all_subcommands():
+    return list(cli.subcommands(cli.build_parser()))
+
+
+def test_every_help_is_user_text_with_an_example():
+    for words, parser in _all_subcommands():
+        text = parser.format_help()
+        assert "examples:\n  python -m dho " in text, f"dho {words} --help has no example"
+        assert "``" not in text and ":class:" not in text, f"dho {words} --help shows docstring markup"
+        assert parser.description, f"dho {words} --help says nothing about what it does"
+
+
+def test_examples_name_real_commands_and_flags():
+    """Each example parses (up to its placeholders), so examples cannot drift from the flags."""
+    parser = cli.build_parser()
+    for words, examples in cli.EXAMPLES.items():
+        for example in examples:
+            argv = example.split()[3:]  # after "python -m dho"
+            if words == "submit-cmd":
+                argv = argv[:argv.index("--")]
+                argv = ["submit-cmd", *argv[1:]]
+            args = parser.parse_args(argv)
+            assert callable(args.func), example
+
+
+def test_set_errors_name_the_flag_and_file_errors_the_file(tmp_path):
+    from dho.errors import ConfigError
+    from dho.spec import load_spec
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("dataset: shapes\nmethod: dho\nepochs: 3\n")
+    with pytest.raises(ConfigError, match=r"^--set epochs = -1: expected an integer >= 1$"):
+        load_spec([spec], ["epochs=-1"])
+    with pytest.raises(ConfigError, match=r"^--set: unknown spec key\(s\) epochz;"):
+        load_spec([spec], ["epochz=1"])
+    spec.write_text("dataset: shapes\nmethod: dho\nepochs: -3\n")
+    with pytest.raises(ConfigError, match=rf"^{spec}: key 'epochs' = -3"):
+        load_spec([spec], ["lr=0.1"])
+
+
+def test_bad_yaml_is_one_line_with_line_and_column(tmp_path, capsys):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("dataset: shapes\n  method: [dho\n")
+    assert cli.main(["train", "--spec", str(spec), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: spec file {spec} is not valid YAML/JSON: line 2, column 9: "
+                   "mapping values are not allowed here"]
+    assert cli.main(["train", "--spec", str(spec.with_name("none.yaml")), "--set", "lr=[1",
+                     "--out", str(tmp_path / "run")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -35,7 +35,44 @@ def test_good_layouts_pass(tmp_path, capsys):
 def test_named_missing_dataset_fails(tmp_path, capsys):
     make_fake_dataset("dtd", tmp_path, size=8)
     assert _check(tmp_path, "--dataset", "dtd", "--dataset", "ucf101") == 1
-    assert f"ucf101           MISSING  (no folder {tmp_path / 'ucf101'})" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert (f"ucf101           MISSING  (no folder {tmp_path / 'ucf101'}; expected "
+            f"{tmp_path / 'ucf101' / 'split_zhou_UCF101.json'} (CoOp split JSON)") in out
+
+
+def test_empty_root_fails_saying_where_it_looked_and_what_it_expected(tmp_path, capsys):
+    assert _check(tmp_path) == 1
+    captured = capsys.readouterr()
+    assert "0 present" in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: no dataset found under {tmp_path}: expected dataset folders")
+    assert _check(tmp_path, "--json") == 1
+    assert json.loads(capsys.readouterr().out)["ok"] is False
+
+
+def test_root_one_level_off_fails_with_a_hint(tmp_path, capsys):
+    make_fake_dataset("dtd", tmp_path / "data", size=8)
+    assert _check(tmp_path / "data" / "dtd") == 1
+    assert f"looks like the folder of dataset 'dtd': use --root {tmp_path / 'data'}" in capsys.readouterr().err
+    assert _check(tmp_path) == 1
+    assert f"{tmp_path / 'data'} holds dataset folders: use --root {tmp_path / 'data'}" in capsys.readouterr().err
+    assert _check(tmp_path / "data") == 0
+
+
+def test_suite_checks_its_configured_datasets_under_its_data_root(tmp_path, capsys):
+    make_fake_dataset("dtd", tmp_path / "d", size=8)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"suites:\n  s:\n    data_root: {tmp_path / 'd'}\n    datasets: [dtd, eurosat]\n"
+                      f"  t:\n    data_root: {tmp_path / 'd'}\n    datasets: [dtd]\n")
+    args = ["data", "check", "--config", str(config), "--suite"]
+    assert main(args + ["s"]) == 1
+    assert f"eurosat          MISSING  (no folder {tmp_path / 'd' / 'eurosat'}" in capsys.readouterr().out
+    assert main(args + ["t"]) == 0
+    assert main(args + ["u"]) == 2
+    assert "--suite u: no such suite in" in capsys.readouterr().err
+    config.write_text("suites:\n  s: [\n")
+    assert main(args + ["s"]) == 2
+    assert re.search(r"error: config file .* is not valid YAML: line \d+, column \d+: ", capsys.readouterr().err)
 
 
 def test_missing_root_and_unknown_name(tmp_path, capsys):
@@ -78,7 +115,8 @@ def test_json_output(tmp_path, capsys):
     eurosat = by_name["eurosat"]
     assert eurosat == {"dataset": "eurosat", "folder": str(tmp_path / "eurosat"), "found": True, "ok": True,
                        "counts": {"train": 6, "val": 2, "test": 4}, "num_classes": 2, "decoded": 12,
-                       "problems": []}
+                       "problems": [], "layout": f"{tmp_path / 'eurosat' / 'split_zhou_EuroSAT.json'} (CoOp split "
+                                                 f"JSON) and the images under {tmp_path / 'eurosat' / '2750'}/"}
     cars = by_name["stanford_cars"]
     assert cars["ok"] is False and cars["counts"]["train"] == 6
     assert cars["problems"] == [f"image not found: {missing} (listed in the index of {tmp_path / 'stanford_cars'})"]

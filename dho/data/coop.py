@@ -37,6 +37,9 @@ class CoopSplitDataset(DatasetSource):
     def split_path(self):
         return self.folder / self.split_file
 
+    def layout(self) -> str:
+        return f"{self.split_path} (CoOp split JSON) and the images under {self.image_dir}/"
+
     def _scan(self, problems: list[str]) -> Index:
         path = self.split_path
         empty = Index(classnames=[], items={s: [] for s in self.splits})

@@ -76,6 +76,11 @@ class ClassFolderDataset(DatasetSource):
     def classnames_path(self) -> Path:
         return self.folder / self.classnames_file
 
+    def layout(self) -> str:
+        subs = dict.fromkeys(self.split_dirs.get(split, "") for split in self.splits)
+        dirs = ", ".join(f"{self.image_dir / sub if sub else self.image_dir}/<class folder>/" for sub in subs)
+        return f"{self.classnames_path} and images in {dirs}"
+
     @property
     def class_subset(self) -> list[int] | None:
         if not self.partial:

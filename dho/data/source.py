@@ -60,6 +60,7 @@ class CheckReport:
     dataset: str
     folder: str
     found: bool
+    layout: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     num_classes: int | None = None
     decoded: int = 0
@@ -120,6 +121,10 @@ class DatasetSource:
         raise NotImplementedError
 
     # -- public ------------------------------------------------------------------------
+    def layout(self) -> str:
+        """What this dataset's files look like under ``root`` (for messages about a missing dataset)."""
+        return f"the folder {self.folder}/ with its index files"
+
     def exists(self) -> bool:
         """Whether the dataset's folder is present under ``root``."""
         return self.folder.is_dir()
@@ -158,7 +163,7 @@ class DatasetSource:
     def check(self, sample: int = 8) -> CheckReport:
         """Look for every problem: index files, labels, missing images, and decode
         ``sample`` images per split (a fixed pseudo-random choice)."""
-        report = CheckReport(dataset=self.name, folder=str(self.folder), found=self.exists())
+        report = CheckReport(dataset=self.name, folder=str(self.folder), found=self.exists(), layout=self.layout())
         if not report.found:
             return report
         problems: list[str] = []

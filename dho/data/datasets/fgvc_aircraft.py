@@ -20,6 +20,10 @@ class FGVCAircraft(DatasetSource):
     clip_templates = templates.CLIP_FGVC_AIRCRAFT
     templates = templates.FGVC_AIRCRAFT
 
+    def layout(self) -> str:
+        return (f"{self.folder}/variants.txt, {self.folder}/images_variant_{{train,val,test}}.txt and the "
+                f"images under {self.image_dir}/")
+
     def _read_lines(self, name: str, problems: list[str]) -> list[tuple[int, str]] | None:
         path = self.folder / name
         if not path.is_file():
