@@ -30,7 +30,7 @@ class MethodStyle:
     order: int     # position in tables and legends
 
 
-# name, display name, colour, marker -- in the paper's order (Table 1, then Tables 13-15)
+# name, display name, colour, marker -- in the paper's order (Table 1, then Tables 13-15, 18-19)
 _METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("ce", "CE", "#7f7f7f", "s"),
     ("kd_unlabeled", "KD (logit, unlabeled only)", "#c5b0d5", "h"),
@@ -45,6 +45,9 @@ _METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("wkd", "WKD", "#ff7f0e", ">"),
     ("dkd_dho", "DKD + DHO", "#dbdb8d", "p"),
     ("wkd_dho", "WKD + DHO", "#ffbb78", "H"),
+    ("dho_nl_ce", "DHO, non-linear CE head", "#f7b6d2", "d"),
+    ("dho_nl_kd", "DHO, non-linear KD head", "#98df8a", "d"),
+    ("dho_nl_both", "DHO, non-linear heads", "#9edae5", "d"),
     ("dho", "DHO", "#d62728", "*"),
 )
 KNOWN_METHODS: dict[str, MethodStyle] = {
