@@ -23,7 +23,7 @@ COMMANDS = {
     "students": "dho.models.cli", "teacher": "dho.models.cli",
     "demo": "dho.demo.cli",
     "submit": "dho.launch", "submit-cmd": "dho.launch",
-    "mlflow-server": "dho.tracking", "mlflow-init": "dho.tracking", "mlflow-sync": "dho.tracking",
+    "mlflow-server": "dho.mlflow_server", "mlflow-init": "dho.tracking", "mlflow-sync": "dho.tracking",
     "mlflow-check": "dho.tracking",
     "collect": "dho.results.cli", "tables": "dho.results.cli", "figures": "dho.results.cli",
     "rechoose": "dho.results.cli", "collect-evals": "dho.results.cli", "ood-tables": "dho.results.cli",

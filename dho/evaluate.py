@@ -174,7 +174,7 @@ def evaluate_run(run_dir: str | Path, dataset: str, root: str | Path, device: st
     the evaluation record (see the module docstring)."""
     from . import data
     from .methods import METHODS
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     t0 = time.time()
     run_dir = Path(run_dir)

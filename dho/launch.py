@@ -7,7 +7,7 @@ any other ``dho`` command (teacher preparation, evaluation) the same way.
 impose a 2-minute default timeout and hide the GPUs).  Stopping the process stops it; a
 training run resumes from the run directory's checkpoint when launched again.
 
-``--launcher slurm`` submits a submitit callable (:class:`dho.train.TrainJob`, or
+``--launcher slurm`` submits a submitit callable (:class:`dho.job.TrainJob`, or
 :class:`CliJob` for a command) with ``submitit.AutoExecutor(cluster="slurm")`` (logs in
 ``--log-dir/<job id>/``) and waits with a *bounded* wait: it polls ``squeue`` itself, never
 ``job.result()`` (which waits forever for a job killed by ``scancel``/OOM when SLURM
@@ -99,7 +99,7 @@ def resolve_spec(spec: RunSpec) -> RunSpec:
     """Fill ``teacher_sha`` (first 16 hex digits of the teacher file's sha256) so that the
     spec hash changes whenever the teacher file does."""
     if spec.teacher_file and spec.teacher_sha is None:
-        from .train import file_sha256
+        from .runtime import file_sha256
 
         path = Path(spec.teacher_file)
         if not path.is_file():
@@ -112,7 +112,7 @@ def submit(spec: RunSpec, run_dir: str | Path, launcher: str = "local", request:
            log_dir: str | Path | None = None, poll_s: float = POLL_S, max_wait_min: float | None = None,
            grace_s: float = 30.0) -> dict[str, Any]:
     """Run ``spec`` into ``run_dir`` with ``launcher``; return its ``metrics.json`` content."""
-    from .train import TrainJob
+    from .job import TrainJob
 
     spec = resolve_spec(spec)
     run_dir = Path(run_dir)
@@ -134,7 +134,7 @@ def submit(spec: RunSpec, run_dir: str | Path, launcher: str = "local", request:
 
 def _submit_or_attach(spec: RunSpec, run_dir: Path, request: SlurmRequest, log_dir: Path) -> dict[str, Any]:
     """The record of a live SLURM job training this run dir with this spec, or of a new one."""
-    from .train import TrainJob
+    from .job import TrainJob
 
     name = "dho-" + "-".join(str(v) for v in spec.tags.values()) if spec.tags else "dho-train"
     record = submit_or_attach(

@@ -34,28 +34,23 @@ a second launch of the same run waits, then finds it done and returns its metric
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
-import hashlib
 import io
-import math
 import os
-import random
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import submitit
 import torch
 
 from .errors import CheckpointError, ConfigError, DataError, OutputError, TrainingError
 from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
 from .methods.base import Batch
 from .rundir import load_done
+from .runtime import (derive_seed, exclusive_lock, file_sha256, git_commit, lr_factor, resolve_device, rng_state,
+                      seed_everything, set_deterministic, set_rng_state, slurm_job_id)
 from .spec import RunSpec, load_spec
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "lr", "val_acc_ce", "val_acc_kd", "val_acc", "alpha", "beta",
@@ -68,119 +63,11 @@ METRICS_KEYS = ("status", "spec_hash", "spec", "dataset", "labels", "student", "
                 "git_commit", "mlflow_run_id", "slurm_job_id")
 
 
-# ---------------------------------------------------------------------------------------
-# Small helpers
-# ---------------------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; anything else must be a valid torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"key 'device' = {name!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"key 'device' = {name!r}: CUDA is not available on this machine")
-    return dev
-
-
-def derive_seed(*parts: int) -> int:
-    """A 31-bit seed derived from integers (e.g. ``(seed, epoch, stream)``)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0]) & 0x7FFFFFFF
-
-
-def set_deterministic(enabled: bool, warn_only: bool = False) -> None:
-    """``torch.use_deterministic_algorithms`` without its import of ``torch._inductor``
-    (about 1.5 s per process; this harness never compiles, so only the eager flag matters)."""
-    torch._C._set_deterministic_algorithms(enabled, warn_only=warn_only)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """RNG states as plain lists/tensors (loadable with ``weights_only=True``)."""
-    version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
-    return {
-        "python": [version, list(internal), gauss],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
-                  int(np_state[3]), float(np_state[4])],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def lr_factor(step: int, total_steps: int, warmup: float, start_factor: float, schedule: str) -> float:
-    """LR multiplier: linear warm-up from ``start_factor`` over ``warmup`` (fraction of all
-    steps if < 1, else a step count), then linear decay to 0 or cosine."""
-    warm = int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
-    warm = min(warm, total_steps)
-    if step < warm:
-        return start_factor + (1.0 - start_factor) * step / warm
-    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0 - progress
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
-
-
-def _slurm_job_id() -> str | None:
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return env.get("SLURM_JOB_ID") or None
-
-
 def labels_name(spec: RunSpec) -> str:
     """``spec.tags['labels']`` or the split's own name (:func:`dho.data.splits.split_label`)."""
     from .data.splits import split_label
 
     return str(spec.tags["labels"]) if "labels" in spec.tags else split_label(spec.split)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (blocks until other holders release it)."""
-    try:
-        f = open(path, "a")
-    except OSError as e:  # read-only or foreign run directory
-        raise OutputError(f"cannot write {path}: {e.strerror}") from None
-    with f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _split_output(out, n: int):
@@ -267,8 +154,8 @@ class _Run:
         ckpt = self._load_checkpoint()  # validates before anything is written
         atomic_write_json(self.run_dir / "spec.json", {**spec.to_dict(), "spec_hash": self.spec_hash})
         self.tracker = RunTracker(spec, self.run_dir)
-        self.git_commit = _git_commit()
-        self.slurm_job_id = _slurm_job_id()
+        self.git_commit = git_commit()
+        self.slurm_job_id = slurm_job_id()
         self.mlflow_run_id = self.tracker.start({"git_commit": self.git_commit, "slurm_job_id": self.slurm_job_id,
                                                  "run_dir": str(self.run_dir.resolve())})
         try:
@@ -630,20 +517,6 @@ class _Run:
         }
         atomic_write_json(self.run_dir / "metrics.json", metrics)
         return metrics
-
-
-# ---------------------------------------------------------------------------------------
-# submitit and CLI
-# ---------------------------------------------------------------------------------------
-class TrainJob(submitit.helpers.Checkpointable):
-    """A submitit callable: runs one training run; on preemption/timeout it is requeued
-    with the same arguments and resumes from the last epoch checkpoint."""
-
-    def __call__(self, spec_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
-        return run_training(RunSpec.from_dict(spec_dict), run_dir)
-
-    def checkpoint(self, spec_dict: dict[str, Any], run_dir: str) -> submitit.helpers.DelayedSubmission:
-        return submitit.helpers.DelayedSubmission(TrainJob(), spec_dict, run_dir)
 
 
 def _cmd_train(args) -> int:

@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 from conftest import REPO  # noqa: E402
-from dho import tracking  # noqa: E402
+from dho import mlflow_server  # noqa: E402
 from dho.errors import CheckpointError  # noqa: E402
 
 PICKLE_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "shelve", "marshal", "joblib"}
@@ -269,20 +269,20 @@ def test_mlflow_server_defaults_to_loopback():
     from dho.cli import build_parser
 
     args = build_parser().parse_args(["mlflow-server"])
-    assert args.host == "127.0.0.1" and args.func is tracking._cmd_server
-    cmd = tracking.server_command(args.host, args.port, args.backend_store_uri, args.artifacts_destination,
-                                  args.workers, args.allowed_hosts)
+    assert args.host == "127.0.0.1" and args.func is mlflow_server._cmd_server
+    cmd = mlflow_server.server_command(args.host, args.port, args.backend_store_uri, args.artifacts_destination,
+                                       args.workers, args.allowed_hosts)
     assert cmd[1:4] == ["-m", "mlflow", "server"]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd.count("--host") == 1
     assert "--disable-security-middleware" not in cmd and "--allowed-hosts" not in cmd
     assert cmd[cmd.index("--backend-store-uri") + 1] == "sqlite:///results/mlflow.db"
-    assert tracking.server_uri(args.host, args.port) == "http://127.0.0.1:5000"
-    assert tracking.exposure_warning(args.host) is None
-    env = tracking.server_env({})
+    assert mlflow_server.server_uri(args.host, args.port) == "http://127.0.0.1:5000"
+    assert mlflow_server.exposure_warning(args.host) is None
+    env = mlflow_server.server_env({})
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false" and env["MLFLOW_DISABLE_TELEMETRY"] == "true"
 
     other = build_parser().parse_args(["mlflow-server", "--host", "10.1.2.3", "--port", "5001"])
-    assert tracking.server_command(other.host, other.port)[4:6] == ["--host", "10.1.2.3"]
-    assert "private address" in tracking.exposure_warning("10.1.2.3")
-    assert "private address" in tracking.exposure_warning("0.0.0.0")
-    assert tracking.exposure_warning("localhost") is None and tracking.exposure_warning("::1") is None
+    assert mlflow_server.server_command(other.host, other.port)[4:6] == ["--host", "10.1.2.3"]
+    assert "private address" in mlflow_server.exposure_warning("10.1.2.3")
+    assert "private address" in mlflow_server.exposure_warning("0.0.0.0")
+    assert mlflow_server.exposure_warning("localhost") is None and mlflow_server.exposure_warning("::1") is None

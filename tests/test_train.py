@@ -22,7 +22,8 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 import submitit  # noqa: E402
 
-from dho import train  # noqa: E402
+from dho import runtime, train  # noqa: E402
+from dho.job import TrainJob  # noqa: E402
 from dho.errors import CheckpointError, ConfigError, DataError, TrainingError  # noqa: E402
 from dho.spec import RunSpec  # noqa: E402
 from fake_datasets import make_fake_dataset  # noqa: E402
@@ -174,7 +175,7 @@ def test_done_run_is_not_trained_again(baseline):
     assert train.run_training(spec, run_dir) == json.loads(json.dumps(m))
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
     # the submitit job returns the same metrics (already done)
-    assert train.TrainJob()(spec.to_dict(), str(run_dir))["test_acc"] == m["test_acc"]
+    assert TrainJob()(spec.to_dict(), str(run_dir))["test_acc"] == m["test_acc"]
 
 
 def test_same_spec_and_seed_gives_same_metrics(baseline, assets, tmp_path):
@@ -258,11 +259,11 @@ def test_kill_and_resume_gives_the_same_metrics(baseline, assets, tmp_path):
 
 def test_trainjob_checkpoint_requeues_itself(baseline):
     spec, run_dir, _ = baseline
-    job = train.TrainJob()
+    job = TrainJob()
     assert isinstance(job, submitit.helpers.Checkpointable)
     delayed = job.checkpoint(spec.to_dict(), str(run_dir))
     assert isinstance(delayed, submitit.helpers.DelayedSubmission)
-    assert isinstance(delayed.function, train.TrainJob)
+    assert isinstance(delayed.function, TrainJob)
     assert delayed.args == (spec.to_dict(), str(run_dir))
     restored = pickle.loads(pickle.dumps(delayed))  # submitit pickles it for the requeued job
     assert restored.result()["test_acc"] == json.loads((run_dir / "metrics.json").read_text())["test_acc"]
@@ -380,7 +381,7 @@ def test_cli_bad_spec_prints_one_error_line(tmp_path):
 
 
 def test_lr_schedule_and_labels_name():
-    f = lambda s, **kw: train.lr_factor(s, 100, **{"warmup": 0.1, "start_factor": 0.0, "schedule": "linear", **kw})  # noqa: E731
+    f = lambda s, **kw: runtime.lr_factor(s, 100, **{"warmup": 0.1, "start_factor": 0.0, "schedule": "linear", **kw})  # noqa: E731
     assert [f(0), f(5), f(10), f(55), f(100)] == [0.0, 0.5, 1.0, 0.5, 0.0]
     assert f(0, start_factor=0.01) == 0.01 and f(10, warmup=10) == 1.0
     assert f(10, schedule="cosine") == 1.0 and f(55, schedule="cosine") == pytest.approx(0.5)
@@ -391,14 +392,14 @@ def test_lr_schedule_and_labels_name():
 
 
 def test_device_and_slurm_id(monkeypatch):
-    assert train.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert runtime.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ConfigError, match="'device'"):
-        train.resolve_device("tpu")
+        runtime.resolve_device("tpu")
     monkeypatch.setenv("SLURM_JOB_ID", "77")
-    assert train._slurm_job_id() == "77"
+    assert runtime.slurm_job_id() == "77"
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "70")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
-    assert train._slurm_job_id() == "70_3"
+    assert runtime.slurm_job_id() == "70_3"
 
 
 def test_run_continues_when_mlflow_is_down_then_syncs(assets, tmp_path, monkeypatch):

@@ -1,0 +1,127 @@
+"""Runtime utilities of a training run: device, seeding and RNG state, the learning-rate
+schedule, git/SLURM ids, file hashing and the run-directory lock.
+
+Nothing here knows about specs, models or MLflow; :mod:`dho.train` uses these pieces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import math
+import os
+import random
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, OutputError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; anything else must be a valid torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"key 'device' = {name!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"key 'device' = {name!r}: CUDA is not available on this machine")
+    return dev
+
+
+def derive_seed(*parts: int) -> int:
+    """A 31-bit seed derived from integers (e.g. ``(seed, epoch, stream)``)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0]) & 0x7FFFFFFF
+
+
+def set_deterministic(enabled: bool, warn_only: bool = False) -> None:
+    """``torch.use_deterministic_algorithms`` without its import of ``torch._inductor``
+    (about 1.5 s per process; this harness never compiles, so only the eager flag matters)."""
+    torch._C._set_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states as plain lists/tensors (loadable with ``weights_only=True``)."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def lr_factor(step: int, total_steps: int, warmup: float, start_factor: float, schedule: str) -> float:
+    """LR multiplier: linear warm-up from ``start_factor`` over ``warmup`` (fraction of all
+    steps if < 1, else a step count), then linear decay to 0 or cosine."""
+    warm = int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
+    warm = min(warm, total_steps)
+    if step < warm:
+        return start_factor + (1.0 - start_factor) * step / warm
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def slurm_job_id() -> str | None:
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID") or None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (blocks until other holders release it)."""
+    try:
+        f = open(path, "a")
+    except OSError as e:  # read-only or foreign run directory
+        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+    with f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
