@@ -175,3 +175,25 @@ def test_cli_figures(runs, tmp_path, capsys):
 def test_dual_head_methods_come_from_the_method_registry():
     names = dual_head_methods()
     assert "dho" in names and "kd" not in names and "ce" not in names
+
+
+def test_gradient_conflict_figure_from_the_runs_conflict_csv(runs):
+    """Fig. 3 (plain): per quantity, the mean over runs of each method on the training-fraction axis."""
+    from dho.results.figures import CONFLICT_QUANTITIES, conflict_curves, gradient_conflict
+
+    logged = runs[(runs["teacher"] == "zs_rn50") & runs["method"].isin(["dho", "kd"])]
+    for _, row in logged.iterrows():
+        sign = 1.0 if row["method"] == "dho" else -1.0
+        Path(row["run_dir"], "gradient_conflict.csv").write_text(
+            "step,cos_theta,cos_w,inner\n" f"10,{0.1 * sign},{0.2 * sign},{0.3 * sign}\n"
+            f"20,{0.3 * sign},{0.4 * sign},nan\n")
+    curves = conflict_curves(runs, points=3)
+    assert set(curves["run_dir"]) == set(logged["run_dir"]) and len(curves) == 3 * len(logged)
+    last = curves[curves["progress"] == 1.0].groupby("method")[["cos_theta", "cos_w", "inner"]].mean()
+    np.testing.assert_allclose(last.loc["dho"], [0.3, 0.4, 0.3])  # nan rows are skipped
+    np.testing.assert_allclose(last.loc["kd"], [-0.3, -0.4, -0.3])
+    fig = gradient_conflict(runs)
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == list(CONFLICT_QUANTITIES.values())
+    dho = next(ln for ln in axes[0].get_lines() if ln.get_label().startswith("DHO"))
+    np.testing.assert_allclose(dho.get_ydata()[-1], 0.3)

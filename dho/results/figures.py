@@ -5,10 +5,13 @@
   teacher's own accuracy dashed.
 - ``alpha_beta_surface``: mean validation accuracy over the (α, β) grid, computed from
   the DHO runs' saved ``logits_val.npz``; one heatmap per dataset, the best pair marked.
-- ``grad_cosine``: the paper's Fig. 3 quantity, the cosine between the supervised and
-  distillation gradients w.r.t. the shared feature (``grad_cosine.csv``), against the
-  fraction of training done; one panel per (label level, teacher), one line per method
-  (mean over runs and datasets, ± std band).
+- ``grad_cosine``: the cosine between the supervised and distillation gradients w.r.t.
+  the shared feature activations (``grad_cosine.csv``), against the fraction of training
+  done; one panel per (label level, teacher), one line per method (mean over runs and
+  datasets, ± std band).
+- ``gradient_conflict``: the paper's Fig. 3 quantities (:mod:`dho.conflict`,
+  ``gradient_conflict.csv``): CosSim over the feature extractor's parameters, over the
+  head weights, and (p̂ − y)ᵀ(p̂ − p); one panel each, one line per method.
 
 Method colours, markers, names and legend order come from :mod:`dho.results.style`, so
 a method looks the same in every figure whatever other methods are present. Panel titles
@@ -201,23 +204,55 @@ def alpha_beta_surface(runs: pd.DataFrame, methods: tuple[str, ...] | None = Non
 
 
 # --------------------------------------------------------------------------- (c)
-def read_grad_cosine(path: str | os.PathLike) -> pd.DataFrame:
-    """A run's ``grad_cosine.csv`` (columns step, cosine), finite rows only, sorted by step."""
+def _read_series(path: str | os.PathLike, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A run's per-step CSV with ``columns`` (the first is ``step``), rows with a finite
+    step kept (other values may be NaN), sorted by step."""
     path = Path(path)
     try:
         df = pd.read_csv(path)
     except pd.errors.EmptyDataError:
-        return pd.DataFrame({"step": [], "cosine": []})
+        return pd.DataFrame({c: [] for c in columns})
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not a readable CSV: {e}") from None
-    missing = [c for c in ("step", "cosine") if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DataError(f"{path} lacks column(s) {', '.join(missing)}; expected step, cosine")
-    df = df[["step", "cosine"]].apply(pd.to_numeric, errors="coerce").astype(float)  # header-only: object dtype
-    return df[np.isfinite(df["step"]) & np.isfinite(df["cosine"])].sort_values("step", kind="mergesort")
+        raise DataError(f"{path} lacks column(s) {', '.join(missing)}; expected {', '.join(columns)}")
+    df = df[list(columns)].apply(pd.to_numeric, errors="coerce").astype(float)  # header-only: object dtype
+    return df[np.isfinite(df["step"])].sort_values("step", kind="mergesort")
+
+
+def read_grad_cosine(path: str | os.PathLike) -> pd.DataFrame:
+    """A run's ``grad_cosine.csv`` (columns step, cosine), finite rows only, sorted by step."""
+    df = _read_series(path, ("step", "cosine"))
+    return df[np.isfinite(df["cosine"])]
 
 
 CURVE_KEYS = ["dataset", "labels", "label_count", "teacher", "method", "run_dir"]
+
+
+def _progress_curves(runs: pd.DataFrame, filename: str, read, values: tuple[str, ...],
+                     points: int) -> pd.DataFrame:
+    """Each run's ``values`` (from ``read(run_dir / filename)``) interpolated onto ``points``
+    fractions of training in [0, 1]; runs without the file (or an empty one) left out."""
+    grid = np.linspace(0.0, 1.0, points)
+    records = []
+    for _, row in runs.iterrows():
+        file = _run_dir(row) / filename
+        if not file.is_file():
+            continue
+        curve = read(file)
+        if curve.empty:
+            continue
+        steps = curve["step"].to_numpy(dtype=np.float64)
+        progress = steps / steps.max() if steps.max() > 0 else np.zeros_like(steps)
+        base = {k: row[k] for k in CURVE_KEYS}
+        interp = {}
+        for name in values:
+            ok = np.isfinite(curve[name].to_numpy(dtype=np.float64))
+            interp[name] = (np.interp(grid, progress[ok], curve[name].to_numpy(dtype=np.float64)[ok])
+                            if ok.any() else np.full(points, np.nan))
+        records += [{**base, "progress": p, **{n: interp[n][i] for n in values}} for i, p in enumerate(grid)]
+    return pd.DataFrame(records, columns=CURVE_KEYS + ["progress", *values])
 
 
 def cosine_curves(runs: pd.DataFrame, points: int = PROGRESS_POINTS) -> pd.DataFrame:
@@ -226,21 +261,45 @@ def cosine_curves(runs: pd.DataFrame, points: int = PROGRESS_POINTS) -> pd.DataF
     Columns: dataset, labels, label_count, teacher, method, run_dir, progress, cosine.
     Runs without a (non-empty) ``grad_cosine.csv`` are left out.
     """
-    grid = np.linspace(0.0, 1.0, points)
-    records = []
-    for _, row in runs.iterrows():
-        file = _run_dir(row) / "grad_cosine.csv"
-        if not file.is_file():
-            continue
-        curve = read_grad_cosine(file)
-        if curve.empty:
-            continue
-        steps = curve["step"].to_numpy(dtype=np.float64)
-        progress = steps / steps.max() if steps.max() > 0 else np.zeros_like(steps)
-        values = np.interp(grid, progress, curve["cosine"].to_numpy(dtype=np.float64))
-        base = {k: row[k] for k in CURVE_KEYS}
-        records += [{**base, "progress": p, "cosine": v} for p, v in zip(grid, values)]
-    return pd.DataFrame(records, columns=CURVE_KEYS + ["progress", "cosine"])
+    return _progress_curves(runs, "grad_cosine.csv", read_grad_cosine, ("cosine",), points)
+
+
+#: The paper's Fig. 3 quantities (dho.conflict), as logged in ``gradient_conflict.csv``.
+CONFLICT_QUANTITIES = {
+    "cos_theta": "CosSim(∇θ L_CE, ∇θ L_KD)  (feature extractor)",
+    "cos_w": "CosSim(∇W L_CE, ∇W L_KD)  (head weights)",
+    "inner": "(p̂ − y)ᵀ(p̂ − p)",
+}
+
+
+def conflict_curves(runs: pd.DataFrame, points: int = PROGRESS_POINTS) -> pd.DataFrame:
+    """Each run's ``gradient_conflict.csv`` (step, cos_theta, cos_w, inner) on the
+    fraction-of-training axis (columns: CURVE_KEYS, progress, the three quantities)."""
+    columns = ("step", *CONFLICT_QUANTITIES)
+    return _progress_curves(runs, "gradient_conflict.csv", lambda f: _read_series(f, columns),
+                            tuple(CONFLICT_QUANTITIES), points)
+
+
+def gradient_conflict(runs: pd.DataFrame):
+    """The paper's Fig. 3 (plain): one panel per quantity of :data:`CONFLICT_QUANTITIES`,
+    one line per method (mean ± std over every run and dataset) against the fraction of
+    training done."""
+    title = "Gradient conflict (the paper's Fig. 3)"
+    curves = conflict_curves(runs)
+    if curves.empty:
+        return _empty_figure(title, "no run logged gradient_conflict.csv")
+    fig, axes = _grid(len(CONFLICT_QUANTITIES), max_cols=len(CONFLICT_QUANTITIES))
+    for ax, (name, label) in zip(axes, CONFLICT_QUANTITIES.items()):
+        for method in order_methods(curves["method"]):
+            stats = curves[curves["method"] == method].groupby("progress")[name].agg(["mean", "std"])
+            _plot_method(ax, stats.index.to_numpy(), stats, method, marker=False)
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("fraction of training done")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: mean ± std over {curves['run_dir'].nunique()} runs; below 0 = conflict")
+    return fig
 
 
 def grad_cosine(runs: pd.DataFrame):
@@ -279,6 +338,7 @@ FIGURES = {
     "accuracy_vs_labels": accuracy_vs_labels,
     "alpha_beta_surface": alpha_beta_surface,
     "grad_cosine": grad_cosine,
+    "gradient_conflict": gradient_conflict,
 }
 
 #: What each figure shows, in one sentence: written to ``captions.md`` next to the figures, and
@@ -293,6 +353,9 @@ CAPTIONS = {
     "grad_cosine": "Gradient conflict (the paper's Fig. 3): cosine between the gradients of the supervised "
                    "and the distillation loss w.r.t. the shared feature over training, one panel per label "
                    "level and teacher; below zero the two signals pull the features apart.",
+    "gradient_conflict": "The paper's Fig. 3 quantities over training: cosine of the CE and KD gradients over "
+                         "the feature extractor's parameters and over the head weights, and (p̂ − y)ᵀ(p̂ − p); "
+                         "mean ± std over runs per method.",
 }
 
 
