@@ -21,7 +21,7 @@ from .errors import ConfigError, yaml_problem
 # Keys that do not change the numbers a run produces: excluded from the spec hash.
 NON_SEMANTIC_KEYS = frozenset(
     {"data_root", "output_dir", "device", "num_workers", "mlflow_uri", "mlflow_experiment",
-     "tags", "progress", "split_manifest", "teacher_file"}
+     "tags", "progress", "split_manifest", "teacher_file", "teacher_cache"}
 )
 
 
@@ -40,6 +40,7 @@ class RunSpec:
     student_kwargs: dict = field(default_factory=dict)
     teacher_file: str | None = None          # teacher file (dho teacher ...); None: no teacher
     teacher_sha: str | None = None           # content hash of the teacher file (for the spec hash)
+    teacher_cache: str | None = None         # teacher-output cache (dho teacher cache); None: teacher runs live
     method: str = "dho"                      # method registry name (dho.methods)
     method_args: dict = field(default_factory=dict)  # e.g. {"lam": 0.5, "temperature": 2.0}
     seed: int = 1
