@@ -149,7 +149,6 @@ class _Run:
         if self.device.type == "cpu":
             set_deterministic(True, warn_only=True)
         self._setup_data()
-        seed_everything(spec.seed)  # student initialisation
         self._setup_models()
         ckpt = self._load_checkpoint()  # validates before anything is written
         atomic_write_json(self.run_dir / "spec.json", {**spec.to_dict(), "spec_hash": self.spec_hash})
@@ -215,23 +214,23 @@ class _Run:
 
     def _setup_models(self) -> None:
         from .methods import METHODS
-        from .models import build_student, load_teacher
+        from .models import build_student
 
         spec = self.spec
         self.method = METHODS.get(spec.method)
         self.method_args = self.method.resolve_args(spec.method_args)  # fails before training starts
         num_classes = self.source.num_classes
-        self.teacher = None
+        self.teacher = self.teacher_cache = None
         if spec.teacher_file is not None:
             path = Path(spec.teacher_file)
             if not path.is_file():
                 raise CheckpointError(f"teacher file not found: {path}")
             if spec.teacher_sha is not None and not file_sha256(path).startswith(spec.teacher_sha):
                 raise CheckpointError(f"teacher file {path} does not match key 'teacher_sha' = {spec.teacher_sha!r}")
-            self.teacher = load_teacher(path, self.device, expected_classes=num_classes)
-            self.teacher.eval()
+            self._load_teacher(path, num_classes)
         if self.method.needs_teacher and self.teacher is None:
             raise ConfigError(f"method '{spec.method}' needs a teacher: set key 'teacher_file'")
+        seed_everything(spec.seed)  # student initialisation (after the teacher: a live one draws init weights)
         self.student = build_student(spec.student, num_classes, heads=self.method.heads,
                                      pretrained=spec.student_pretrained, classnames=self.source.classnames,
                                      templates=self.source.templates, **spec.student_kwargs)
@@ -240,6 +239,21 @@ class _Run:
         from .data.views import Schedule
 
         self.schedule = Schedule(**self.schedule_args, use_unlabeled=self.method.loads_unlabeled)
+
+    def _load_teacher(self, path: Path, num_classes: int) -> None:
+        """The live teacher, or (key ``teacher_cache``) its head + the cached image features."""
+        from .models import encoder_identity, load_teacher, load_teacher_head, read_teacher_file
+
+        spec = self.spec
+        if spec.teacher_cache is None:
+            self.teacher = load_teacher(path, self.device, expected_classes=num_classes).eval()
+            return
+        from .teacher_cache import TeacherCache, cache_meta
+
+        self.teacher = load_teacher_head(path, self.device, expected_classes=num_classes).eval()
+        expected = cache_meta(self.source, spec.seed, spec.crop_scale_min, spec.image_size,
+                              encoder_identity(read_teacher_file(path)))
+        self.teacher_cache = TeacherCache.load(spec.teacher_cache, expected)
 
     def _loader(self, dataset, batch_size: int = 1, batches=None):
         """A loader in dataset order, or over ``batches`` (lists of view keys) when given."""
@@ -375,7 +389,8 @@ class _Run:
             t_l = t_u = None
             extra: dict[str, Any] = {}
             if self.method.needs_teacher:
-                outputs = self._teacher_outputs(x)
+                keys = batch_l[3] if batch_u is None else torch.cat([batch_l[3], batch_u[3]])
+                outputs = self._teacher_outputs(x, keys)
                 t_l, t_u = _split_rows(outputs.pop("logits"), n_l)
                 extra = {k: _split_rows(v, n_l) for k, v in outputs.items()}
             loss, terms = self.method.step(Batch(out_l, out_u, y, t_l, t_u, self.method_args, self.student, extra))
@@ -405,14 +420,26 @@ class _Run:
             t = self.teacher(x)
         return t.float().clone()  # a normal tensor (inference tensors cannot be saved for backward)
 
-    def _teacher_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The teacher outputs the method asks for (``method.teacher_outputs``), one teacher call."""
+    def _teacher_outputs(self, x: torch.Tensor, keys: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The teacher outputs the method asks for (``method.teacher_outputs``), one teacher call,
+        or (key ``teacher_cache``) the cached embeddings of the view ``keys`` and their logits."""
         wanted = self.method.teacher_outputs
+        if self.teacher_cache is not None:
+            return self._cached_outputs(keys, wanted)
         if tuple(wanted) == ("logits",):
             return {"logits": self._teacher_logits(x)}
         with torch.inference_mode():
             outputs = self.teacher.outputs(x, wanted)
         return {k: v.float().clone() for k, v in outputs.items()}
+
+    def _cached_outputs(self, keys: torch.Tensor, wanted) -> dict[str, torch.Tensor]:
+        f = self.teacher_cache.features(keys).to(self.device, non_blocking=True).float()
+        with torch.inference_mode():
+            out = {"embedding": f, "logits": self.teacher.logits_from_features(f)}
+        unknown = sorted(set(wanted) - set(out))
+        if unknown:
+            raise ConfigError(f"teacher outputs {', '.join(unknown)} are not in a teacher cache; known: embedding, logits")
+        return {k: out[k].float().clone() for k in wanted}
 
     @staticmethod
     def _grad_cosine(terms: dict[str, torch.Tensor], feature: torch.Tensor) -> float | None:
@@ -470,6 +497,10 @@ class _Run:
     def _teacher_accuracy(self, dataset) -> float:
         from .inference import accuracy
 
+        if self.teacher_cache is not None:  # the cache holds the test split's features
+            with torch.inference_mode():
+                logits = self.teacher.logits_from_features(self.teacher_cache.test_features.to(self.device).float())
+            return float(accuracy(logits.cpu(), self.teacher_cache.test_labels))
         logits, labels = [], []
         for x, y, *_ in self._loader(dataset, max(self.spec.batch_size, self.spec.unlabeled_batch_size)):
             logits.append(self._teacher_logits(x.to(self.device)).cpu())

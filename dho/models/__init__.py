@@ -5,9 +5,10 @@ configs (``dho/models/configs/*.json``) are registered then (:func:`dho.models.c
 """
 
 from .students import STUDENTS, Student, StudentOutput, build_student
-from .teachers import (TEACHERS, TipAdapterTeacher, ZeroShotTeacher, build_zeroshot_teacher, load_teacher,
-                       save_teacher)
+from .teachers import (TEACHERS, TipAdapterTeacher, ZeroShotTeacher, build_zeroshot_teacher, encoder_identity,
+                       load_teacher, load_teacher_head, read_teacher_file, save_teacher)
 from .tip_adapter import fit_tip_adapter_f
 
 __all__ = ["STUDENTS", "Student", "StudentOutput", "build_student", "TEACHERS", "ZeroShotTeacher",
-           "TipAdapterTeacher", "build_zeroshot_teacher", "fit_tip_adapter_f", "load_teacher", "save_teacher"]
+           "TipAdapterTeacher", "build_zeroshot_teacher", "fit_tip_adapter_f", "load_teacher", "save_teacher",
+           "encoder_identity", "load_teacher_head", "read_teacher_file"]

@@ -180,3 +180,7 @@ def add_cli(sub) -> None:
     e.add_argument("--num-workers", type=int, default=2, help="data loader workers (2)")
     e.add_argument("--out", default=None, help="JSON file for the result (written atomically)")
     e.set_defaults(func=_cmd_eval)
+
+    from ..teacher_cache import add_cli as add_cache_cli
+
+    add_cache_cli(tsub)

@@ -235,13 +235,8 @@ def _check_file_dict(d: Any, path: Path, expected_classes: int | Sequence[str] |
                                   f"{tuple(V.shape)} do not match text_classifier {tuple(W.shape)}")
 
 
-def load_teacher(path: str | Path, device: str | torch.device = "cpu",
-                 expected_classes: int | Sequence[str] | None = None) -> ZeroShotTeacher:
-    """Load a teacher file; the image tower is re-created from its open_clip model/pretrained.
-
-    ``expected_classes``: a class count, or the class names (checked in order).  Raises
-    CheckpointError for a missing, corrupt, truncated or mismatched file.
-    """
+def read_teacher_file(path: str | Path, expected_classes: int | Sequence[str] | None = None) -> dict[str, Any]:
+    """The checked dict of a teacher file (no image tower built); CheckpointError if bad."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"teacher file not found: {path}")
@@ -251,6 +246,41 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(f"teacher file {path} cannot be read (corrupt or truncated?): "
                               f"{first_line(e)}") from None
     _check_file_dict(d, path, expected_classes)
+    return d
+
+
+def encoder_identity(d: dict[str, Any]) -> dict[str, str]:
+    """What fixes a teacher file's image features: the open_clip model, its pretrained tag
+    or weights file, and that file's sha256 (a changed file changes the identity)."""
+    import hashlib
+
+    ident = {"model": str(d["model"]), "pretrained": str(d["pretrained"]), "weights_sha256": ""}
+    if Path(d["pretrained"]).is_file():
+        h = hashlib.sha256()
+        with open(d["pretrained"], "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        ident["weights_sha256"] = h.hexdigest()
+    return ident
+
+
+def load_teacher_head(path: str | Path, device: str | torch.device = "cpu",
+                      expected_classes: int | Sequence[str] | None = None) -> ZeroShotTeacher:
+    """A teacher without its image tower: only ``logits_from_features`` works (for logits
+    from cached image features, :mod:`dho.teacher_cache`)."""
+    d = read_teacher_file(path, expected_classes)
+    return TEACHERS.get(d["kind"]).from_file_dict(d, nn.Identity(), None).to(device)
+
+
+def load_teacher(path: str | Path, device: str | torch.device = "cpu",
+                 expected_classes: int | Sequence[str] | None = None) -> ZeroShotTeacher:
+    """Load a teacher file; the image tower is re-created from its open_clip model/pretrained.
+
+    ``expected_classes``: a class count, or the class names (checked in order).  Raises
+    CheckpointError for a missing, corrupt, truncated or mismatched file.
+    """
+    path = Path(path)
+    d = read_teacher_file(path, expected_classes)
     try:
         clip_model = create_clip(d["model"], d["pretrained"], device).eval()
     except ConfigError as e:  # e.g. its local weights file was moved
