@@ -36,7 +36,7 @@ from .errors import CheckpointError, ConfigError
 from .io import atomic_torch_save
 
 FORMAT, VERSION = "dho-teacher-cache", 1
-META_KEYS = ("dataset", "train_hash", "seed", "crop_scale_min", "image_size", "encoder")
+META_KEYS = ("dataset", "train_hash", "seed", "crop_scale_min", "crop_interpolation", "image_size", "encoder")
 
 
 def train_hash(train_items: Sequence[tuple[str, int]]) -> str:
@@ -65,9 +65,11 @@ def _common(specs: Sequence, key: str) -> Any:
     return getattr(specs[0], key)
 
 
-def cache_meta(source, seed: int, crop_scale_min: float, image_size: int, encoder: dict) -> dict[str, Any]:
-    return {"dataset": source.name, "train_hash": train_hash(source.items("train")), "seed": int(seed),
-            "crop_scale_min": float(crop_scale_min), "image_size": int(image_size), "encoder": dict(encoder)}
+def cache_meta(source, spec, encoder: dict, image_size: int | None = None) -> dict[str, Any]:
+    """What a cache must agree on with a run (``spec``) besides the view keys."""
+    return {"dataset": source.name, "train_hash": train_hash(source.items("train")), "seed": int(spec.seed),
+            "crop_scale_min": float(spec.crop_scale_min), "crop_interpolation": str(spec.crop_interpolation),
+            "image_size": int(image_size or spec.image_size), "encoder": dict(encoder)}
 
 
 def _encode(teacher, loader, device, progress: bool, desc: str):
@@ -95,6 +97,7 @@ def build_cache(teacher_file: str | Path, specs: Sequence, out: str | Path, imag
         raise ConfigError("teacher cache: no run specs given (--spec)")
     dataset, root = _common(specs, "dataset"), _common(specs, "data_root")
     seed, scale = _common(specs, "seed"), _common(specs, "crop_scale_min")
+    interpolation = _common(specs, "crop_interpolation")
     size = int(image_size or _common(specs, "image_size"))
     if dtype not in ("float16", "float32"):
         raise ConfigError(f"teacher cache: dtype {dtype!r}: expected float16 or float32")
@@ -104,7 +107,8 @@ def build_cache(teacher_file: str | Path, specs: Sequence, out: str | Path, imag
     teacher = load_teacher(teacher_file, dev, expected_classes=source.num_classes)
     encoder = encoder_identity(read_teacher_file(teacher_file))
     loader_kw = dict(num_workers=num_workers, pin_memory=dev.type == "cuda")
-    train_set = views.ViewDataset(source, source.items("train"), size, scale, seed, mask_labels=True)
+    train_set = views.ViewDataset(source, source.items("train"), size, scale, seed, mask_labels=True,
+                                  interpolation=interpolation)
     batches = [keys[i:i + batch_size].tolist() for i in range(0, len(keys), batch_size)]
     feats = _encode(teacher, torch.utils.data.DataLoader(train_set, batch_sampler=batches, **loader_kw),
                     dev, progress, "teacher cache (train views)")
@@ -114,7 +118,7 @@ def build_cache(teacher_file: str | Path, specs: Sequence, out: str | Path, imag
     test_feats = _encode(teacher, test_loader, dev, progress, "teacher cache (test)")
     store = getattr(torch, dtype)
     record = {"format": FORMAT, "version": VERSION,
-              **cache_meta(source, seed, scale, size, encoder),
+              **cache_meta(source, specs[0], encoder, size),
               "keys": torch.from_numpy(keys), "features": feats.to(store).contiguous(),
               "test_features": test_feats.to(store).contiguous(),
               "test_labels": torch.tensor([int(y) for _, y in test_items], dtype=torch.int64),

@@ -251,8 +251,7 @@ class _Run:
         from .teacher_cache import TeacherCache, cache_meta
 
         self.teacher = load_teacher_head(path, self.device, expected_classes=num_classes).eval()
-        expected = cache_meta(self.source, spec.seed, spec.crop_scale_min, spec.image_size,
-                              encoder_identity(read_teacher_file(path)))
+        expected = cache_meta(self.source, spec, encoder_identity(read_teacher_file(path)))
         self.teacher_cache = TeacherCache.load(spec.teacher_cache, expected)
 
     def _loader(self, dataset, batch_size: int = 1, batches=None):
