@@ -62,6 +62,31 @@ def combine_heads(ce_logits, kd_logits, alpha: float, beta: float) -> torch.Tens
     return alpha * ce.softmax(dim=-1) + (1 - alpha) * (kd / beta).softmax(dim=-1)
 
 
+def entropy_alpha(ce_logits, kd_logits) -> torch.Tensor:
+    """Per-image ``alpha = exp(-H(p_CE)) / (exp(-H(p_CE)) + exp(-H(p_KD)))`` [N] (DHO paper,
+    Appendix E.4, Eq. 42; ``H(p) = -sum_c p_c log p_c``, ``p_CE = softmax(h_CE)``,
+    ``p_KD = softmax(h_KD)``): the more confident head weighs more."""
+    ce = _as_logits(ce_logits, "ce logits")
+    kd = _as_logits(kd_logits, "kd logits").to(ce)
+    if ce.shape != kd.shape:
+        raise DataError(f"ce logits {tuple(ce.shape)} and kd logits {tuple(kd.shape)} differ in shape")
+
+    def entropy(logits: torch.Tensor) -> torch.Tensor:
+        log_p = logits.log_softmax(dim=-1)
+        return -(log_p.exp() * log_p).sum(dim=-1)
+
+    return torch.sigmoid(entropy(kd) - entropy(ce))  # = e^-H_ce / (e^-H_ce + e^-H_kd)
+
+
+def combine_heads_entropy(ce_logits, kd_logits) -> torch.Tensor:
+    """``alpha * softmax(ce) + (1 - alpha) * softmax(kd)`` with the per-image
+    :func:`entropy_alpha` (Eq. 42; no beta)."""
+    ce = _as_logits(ce_logits, "ce logits")
+    kd = _as_logits(kd_logits, "kd logits").to(ce)
+    alpha = entropy_alpha(ce, kd).unsqueeze(-1)
+    return alpha * ce.softmax(dim=-1) + (1 - alpha) * kd.softmax(dim=-1)
+
+
 def _check_grid(alphas: Sequence[float], betas: Sequence[float]) -> None:
     if len(alphas) == 0 or len(betas) == 0:
         raise ConfigError("alpha/beta search: expected non-empty alpha and beta grids")

@@ -37,7 +37,7 @@ def test_rechoose_equals_direct_computation(runs):
     table = rechoose(runs)
     assert list(table.columns) == RECHOOSE_COLUMNS
     assert sorted(table["method"].unique()) == ["dho"]
-    assert len(table) == 4 * 4
+    assert len(table) == 4 * 5
     for run_dir, got in table.groupby("run_dir"):
         val = load_logits(f"{run_dir}/logits_val.npz")
         test = load_logits(f"{run_dir}/logits_test.npz")
@@ -58,6 +58,11 @@ def test_rechoose_equals_direct_computation(runs):
         assert rows.loc["ce_only", "test_acc"] == pytest.approx(_acc(tce, ty))
         assert rows.loc["kd_only", "test_acc"] == pytest.approx(_acc(tkd, ty))
         assert rows.loc["ce_only", "val_acc"] == pytest.approx(_acc(vce, vy))
+        # Eq. 42: per-image alpha from the heads' entropies, beta 1
+        ent = lambda p: -(p * np.log(p)).sum(-1, keepdims=True)  # noqa: E731
+        w = np.exp(-ent(_sm(tce))) / (np.exp(-ent(_sm(tce))) + np.exp(-ent(_sm(tkd))))
+        assert rows.loc["entropy", "test_acc"] == pytest.approx(_acc(w * _sm(tce) + (1 - w) * _sm(tkd), ty))
+        assert rows.loc["entropy", "alpha"] == pytest.approx(w.mean(), rel=1e-5)
 
 
 def test_rechoose_method_selection(runs):
@@ -82,7 +87,19 @@ def test_cli_rechoose(runs, tmp_path, capsys):
     out = tmp_path / "t" / "alpha_beta.csv"
     assert main(["rechoose", "--runs", str(runs_csv), "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
-    assert len(pd.read_csv(out)) == 16
+    assert len(pd.read_csv(out)) == 4 * 5  # 4 dual-head runs x 5 rules
     empty = write_runs_csv(runs[runs["method"] == "kd"], tmp_path / "kd.csv")
     assert main(["rechoose", "--runs", str(empty), "--out", str(tmp_path / "e.csv")]) == 0
     assert "No dual-head run" in (tmp_path / "e.md").read_text()
+
+
+def test_entropy_alpha_hand_case():
+    from dho.inference import combine_heads_entropy, entropy_alpha
+
+    # CE head one-hot-ish (H ~ 0), KD head uniform over 2 classes (H = log 2): alpha = 1 / (1 + 1/2) = 2/3
+    ce = np.array([[60.0, 0.0]])
+    kd = np.array([[0.0, 0.0]])
+    assert float(entropy_alpha(ce, kd)[0]) == pytest.approx(2 / 3, rel=1e-6)
+    assert combine_heads_entropy(ce, kd).numpy()[0] == pytest.approx([2 / 3 + 1 / 6, 1 / 6], rel=1e-6)
+    # equal heads: alpha 1/2
+    assert float(entropy_alpha(kd, kd)[0]) == pytest.approx(0.5)

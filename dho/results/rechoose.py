@@ -1,13 +1,15 @@
 """Re-choose the DHO inference rule on saved logits, without retraining.
 
 For each dual-head run in ``runs.csv`` (a registered method with two heads unless told
-otherwise) the test accuracy of four rules is computed from the run's
+otherwise) the test accuracy of five rules is computed from the run's
 ``logits_val.npz`` / ``logits_test.npz``:
 
 - ``fixed``: α = 0.5, β = 1;
 - ``searched``: (α, β) with the best validation accuracy on the grid, applied to test;
-- ``ce_only``: the CE head alone (α = 1);
-- ``kd_only``: the KD head alone (α = 0).
+- ``entropy``: the entropy-adaptive α of the paper's Appendix E.4 (Eq. 42, Table 16), per
+  image ``α = exp(-H(p_CE)) / (exp(-H(p_CE)) + exp(-H(p_KD)))``, β = 1;
+- ``ce_only``: the CE head alone (α = 1; Fig. 6's "DHO (h_CE)");
+- ``kd_only``: the KD head alone (α = 0; Fig. 6's "DHO (h_KD)").
 
 Written as a tidy CSV (one row per run and rule) and a Markdown table of mean ± std over
 seeds per (dataset, student, teacher, labels) × rule.
@@ -25,26 +27,30 @@ import pandas as pd
 
 from ..io import atomic_path, atomic_write_text
 from .figures import MissingRunFileWarning
-from ..inference import accuracy, combine_heads, search_alpha_beta
+from ..inference import accuracy, combine_heads, combine_heads_entropy, entropy_alpha, search_alpha_beta
 from .heads import dual_head_methods, load_logits
 from .style import dataset_label, labels_label, method_label, sort_frame, student_label, teacher_label
 from .tables import format_cell
 from .writers import markdown_document
 
-RULES = ("fixed", "searched", "ce_only", "kd_only")
+RULES = ("fixed", "searched", "entropy", "ce_only", "kd_only")
 FIXED_ALPHA, FIXED_BETA = 0.5, 1.0
 RUN_KEYS = ["dataset", "labels", "label_count", "student", "teacher", "method", "seed", "spec_hash", "run_dir"]
 RECHOOSE_COLUMNS = RUN_KEYS + ["rule", "alpha", "beta", "val_acc", "test_acc", "recorded_test_acc"]
 
 
 def rechoose_run(val: dict[str, np.ndarray], test: dict[str, np.ndarray]) -> list[dict]:
-    """The four rules on one run's val/test logits: dicts with rule, alpha, beta, val_acc, test_acc."""
+    """The rules on one run's val/test logits: dicts with rule, alpha, beta, val_acc, test_acc
+    (``entropy``: alpha per image, its test-set mean is reported; beta 1)."""
     _, best_alpha, best_beta = search_alpha_beta(val["ce"], val["kd"], val["labels"])
     out = []
     for rule, alpha, beta in (("fixed", FIXED_ALPHA, FIXED_BETA), ("searched", best_alpha, best_beta)):
         out.append({"rule": rule, "alpha": alpha, "beta": beta,
                     "val_acc": accuracy(combine_heads(val["ce"], val["kd"], alpha, beta), val["labels"]),
                     "test_acc": accuracy(combine_heads(test["ce"], test["kd"], alpha, beta), test["labels"])})
+    out.append({"rule": "entropy", "alpha": float(entropy_alpha(test["ce"], test["kd"]).mean()), "beta": 1.0,
+                "val_acc": accuracy(combine_heads_entropy(val["ce"], val["kd"]), val["labels"]),
+                "test_acc": accuracy(combine_heads_entropy(test["ce"], test["kd"]), test["labels"])})
     for rule, head, alpha in (("ce_only", "ce", 1.0), ("kd_only", "kd", 0.0)):
         out.append({"rule": rule, "alpha": alpha, "beta": math.nan,
                     "val_acc": accuracy(val[head], val["labels"]),
@@ -73,6 +79,7 @@ def rechoose(runs: pd.DataFrame, methods: tuple[str, ...] | None = None) -> pd.D
 
 
 RULE_LABELS = {"fixed": f"fixed α={FIXED_ALPHA:g}, β={FIXED_BETA:g}", "searched": "searched on val",
+               "entropy": "entropy-adaptive α",
                "ce_only": "CE head", "kd_only": "KD head"}
 _KEYS = ["dataset", "student", "teacher", "method", "labels"]
 _KEY_NAMES = {"dataset": dataset_label, "student": student_label, "teacher": teacher_label,
@@ -99,7 +106,9 @@ def to_markdown(table: pd.DataFrame) -> str:
     """The Markdown document of :func:`display_frame`, with what the rules are."""
     title = "Re-chosen inference rule on saved logits (test accuracy, %)"
     notes = [f"fixed: alpha={FIXED_ALPHA:g}, beta={FIXED_BETA:g}; searched: best (alpha, beta) on val "
-             "applied to test; CE head / KD head: one head alone", "mean ± std over seeds (n = seeds)"]
+             "applied to test; entropy-adaptive: per-image alpha = "
+             "exp(-H(p_CE)) / (exp(-H(p_CE)) + exp(-H(p_KD))), beta 1 (paper Eq. 42, Table 16); "
+             "CE head / KD head: one head alone (Fig. 6)", "mean ± std over seeds (n = seeds)"]
     if table.empty:
         return markdown_document(title, notes, pd.DataFrame(), 0).replace("(no rows)", "No dual-head run with saved logits.")
     frame, keys = display_frame(table)
