@@ -28,6 +28,7 @@ COMMANDS = {
     "collect": "dho.results.cli", "tables": "dho.results.cli", "figures": "dho.results.cli",
     "rechoose": "dho.results.cli", "collect-evals": "dho.results.cli", "ood-tables": "dho.results.cli",
     "evaluate": "dho.evaluate",
+    "linear-eval": "dho.linear_eval",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

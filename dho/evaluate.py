@@ -167,13 +167,21 @@ def _eval_student(spec, method, state: dict[str, torch.Tensor], num_classes: int
     return student
 
 
+def load_run_student(run_dir: Path, metrics: dict[str, Any], spec) -> tuple[torch.nn.Module, int]:
+    """The finished run's student with its best-validation state (cpu), and its class count."""
+    from .methods import METHODS
+
+    state = load_best_state(run_dir, metrics["spec_hash"])
+    num_classes = state_num_classes(state, run_dir)
+    return _eval_student(spec, METHODS.get(spec.method), state, num_classes, run_dir), num_classes
+
+
 def evaluate_run(run_dir: str | Path, dataset: str, root: str | Path, device: str = "auto",
                  batch_size: int | None = None, num_workers: int | None = None,
                  progress: bool = True) -> dict[str, Any]:
     """Evaluate the best checkpoint of a finished run on ``dataset``'s test split; return
     the evaluation record (see the module docstring)."""
     from . import data
-    from .methods import METHODS
     from .runtime import resolve_device
 
     t0 = time.time()
@@ -184,7 +192,6 @@ def evaluate_run(run_dir: str | Path, dataset: str, root: str | Path, device: st
         raise ConfigError(f"--num-workers = {num_workers}: expected an integer >= 0")
     metrics = read_done_metrics(run_dir)
     spec = read_run_spec(run_dir, metrics)
-    method = METHODS.get(spec.method)
     dev = resolve_device(device)
 
     source = data.get_dataset(dataset, root)
@@ -195,8 +202,7 @@ def evaluate_run(run_dir: str | Path, dataset: str, root: str | Path, device: st
     if not items:
         raise DataError(f"dataset '{dataset}' under {root} has no test images")
 
-    state = load_best_state(run_dir, metrics["spec_hash"])
-    num_classes = state_num_classes(state, run_dir)
+    student, num_classes = load_run_student(run_dir, metrics, spec)
     if source.num_classes != num_classes:
         raise ConfigError(f"dataset '{dataset}' has {source.num_classes} classes but run {run_dir} was trained on "
                           f"'{spec.dataset}' with {num_classes} classes: expected a dataset over the same "
@@ -204,8 +210,6 @@ def evaluate_run(run_dir: str | Path, dataset: str, root: str | Path, device: st
     subset = source.class_subset
     if subset is not None and (not subset or min(subset) < 0 or max(subset) >= num_classes):
         raise DataError(f"dataset '{dataset}': class_subset out of range for {num_classes} classes")
-    student = _eval_student(spec, method, state, num_classes, run_dir)
-    del state
 
     alpha, beta = float(metrics["alpha"]), float(metrics["beta"])
     bs = batch_size or max(spec.batch_size, spec.unlabeled_batch_size)
