@@ -56,6 +56,8 @@ EPOCH_METRICS = {"train_loss": "train_loss", "lr": "lr", "val_acc_ce": "val_acc_
 FINAL_METRICS = {"test_acc": "test_acc", "test_acc_ce": "test_acc_ce", "test_acc_kd": "test_acc_kd",
                  "val_acc": "best_val_acc", "alpha": "best_alpha", "beta": "best_beta", "best_epoch": "best_epoch",
                  "teacher_test_acc": "teacher_test_acc", "grad_cosine_mean": "grad_cosine_mean",
+                 "grad_cos_theta_mean": "grad_cos_theta_mean", "grad_cos_w_mean": "grad_cos_w_mean",
+                 "grad_inner_mean": "grad_inner_mean",
                  "wall_time_s": "wall_time_s", "images_per_s": "images_per_s", "gpu_hours": "gpu_hours"}
 
 

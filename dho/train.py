@@ -8,11 +8,14 @@
 3. each step runs ONE student forward over ``cat([x_l, x_u])`` and ONE teacher call on
    the same batch (``torch.inference_mode``, fp16 autocast on CUDA); the method object
    (``heads``, ``needs_teacher``, ``loss``) decides everything method-specific;
-4. every ``grad_cosine_every`` steps the cosine between d(sup)/d(feature) and
-   d(distill)/d(feature) is measured (gradient-conflict diagnostic);
+4. every ``grad_cosine_every`` steps the gradient conflict is measured: the paper's Fig. 3
+   quantities (:mod:`dho.conflict`: CosSim over the feature extractor's parameters and over
+   the head weights, (p_hat - y)^T (p_hat - p)) into ``gradient_conflict.csv``, and the
+   cosine between d(sup)/d(feature) and d(distill)/d(feature) into ``grad_cosine.csv``;
 5. each epoch: both heads on val, (alpha, beta) searched (or fixed), the best-val state
    kept (``epoch_select: best_val``) or the last (``last``: where val is the test set),
-   ``history.csv``/``grad_cosine.csv``/``checkpoint.pt`` written atomically;
+   ``history.csv``/``grad_cosine.csv``/``gradient_conflict.csv``/``checkpoint.pt`` written
+   atomically;
 6. at the end the kept state is evaluated on test, logits saved, ``metrics.json`` last.
 
 Epochs.  ``epoch_length: labeled`` = one pass over the labeled loader (the unlabeled
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import sys
 import time
@@ -51,6 +55,7 @@ from .methods.base import Batch
 from .rundir import load_done
 from .runtime import (derive_seed, exclusive_lock, file_sha256, git_commit, lr_factor, resolve_device, rng_state,
                       seed_everything, set_deterministic, set_rng_state, slurm_job_id)
+from .conflict import CONFLICT_COLUMNS, gradient_conflict
 from .spec import RunSpec, load_spec
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "lr", "val_acc_ce", "val_acc_kd", "val_acc", "alpha", "beta",
@@ -59,8 +64,13 @@ CHECKPOINT_KEYS = ("spec_hash", "epoch", "step", "model", "optimizer", "schedule
                    "grad_cosines", "train_seconds", "train_images", "wall_time_s")
 METRICS_KEYS = ("status", "spec_hash", "spec", "dataset", "labels", "student", "teacher", "method", "method_args",
                 "seed", "test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch", "epochs",
-                "teacher_test_acc", "grad_cosine_mean", "wall_time_s", "images_per_s", "gpu_hours", "device",
-                "git_commit", "mlflow_run_id", "slurm_job_id")
+                "teacher_test_acc", "grad_cosine_mean", "grad_cos_theta_mean", "grad_cos_w_mean", "grad_inner_mean",
+                "wall_time_s", "images_per_s", "gpu_hours", "device", "git_commit", "mlflow_run_id", "slurm_job_id")
+
+
+def _finite_mean(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
 
 
 def labels_name(spec: RunSpec) -> str:
@@ -278,6 +288,7 @@ class _Run:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.grad_cosines: list[tuple[int, float]] = []
+        self.conflicts: list[dict[str, float]] = []  # rows of gradient_conflict.csv (dho.conflict)
         self.best: dict[str, Any] = {"epoch": 0, "val_acc": -1.0, "alpha": None, "beta": None, "state": None}
         self.train_seconds = 0.0
         self.train_images = 0
@@ -320,6 +331,7 @@ class _Run:
         self.best = ckpt["best"]
         self.history = list(ckpt["history"])
         self.grad_cosines = [(int(s), float(c)) for s, c in ckpt["grad_cosines"]]
+        self.conflicts = [dict(r) for r in ckpt.get("conflicts", [])]  # absent in older checkpoints
         self.train_seconds = float(ckpt["train_seconds"])
         self.train_images = int(ckpt["train_images"])
         self.wall_before = float(ckpt["wall_time_s"])
@@ -330,6 +342,7 @@ class _Run:
             "model": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": rng_state(), "best": self.best,
             "history": self.history, "grad_cosines": [list(p) for p in self.grad_cosines],
+            "conflicts": self.conflicts,
             "train_seconds": self.train_seconds, "train_images": self.train_images,
             "wall_time_s": self._wall_time(),
         }, self.ckpt_path)
@@ -354,6 +367,7 @@ class _Run:
             _write_csv(self.run_dir / "history.csv", HISTORY_COLUMNS, self.history)
             _write_csv(self.run_dir / "grad_cosine.csv", ("step", "cosine"),
                        [{"step": s, "cosine": c} for s, c in self.grad_cosines])
+            _write_csv(self.run_dir / "gradient_conflict.csv", CONFLICT_COLUMNS, self.conflicts)
             self._save_checkpoint()
             self.tracker.log_epoch(row)
             self.tracker.log_grad_cosines(cosines)
@@ -402,6 +416,10 @@ class _Run:
                 cos = self._grad_cosine(terms, out.feature)
                 if cos is not None:
                     cosines.append((self.step, cos))
+                conflict = gradient_conflict(self.student, out_l, y, t_l, terms,
+                                             float(self.method_args.get("temperature", 2.0)))
+                if conflict is not None:
+                    self.conflicts.append({"step": self.step, **conflict})
             self.optimizer.zero_grad(set_to_none=True)
             self.method.backward(loss, terms, self.method_args, self.student.parameters())
             self.optimizer.step()
@@ -526,6 +544,8 @@ class _Run:
         save_logits(self.run_dir / "logits_test.npz", ce_t, kd_t, y_t)
         teacher_acc = self._teacher_accuracy(self.test_set) if self.teacher is not None else None
         cos = [c for _, c in self.grad_cosines]
+        conflict_means = {f"grad_{k}_mean": _finite_mean([r[k] for r in self.conflicts])
+                          for k in CONFLICT_COLUMNS[1:]}
         wall = self._wall_time()
         n_gpus = 1 if self.device.type == "cuda" else 0
         metrics = {
@@ -540,6 +560,7 @@ class _Run:
             "val_acc": float(self.best["val_acc"]), "alpha": alpha, "beta": beta,
             "best_epoch": int(self.best["epoch"]), "epochs": spec.epochs,
             "teacher_test_acc": teacher_acc, "grad_cosine_mean": float(np.mean(cos)) if cos else None,
+            **conflict_means,
             "wall_time_s": wall,
             "images_per_s": self.train_images / self.train_seconds if self.train_seconds > 0 else None,
             "gpu_hours": wall / 3600.0 * n_gpus, "device": str(self.device),

@@ -119,6 +119,13 @@ def test_run_writes_every_output(baseline):
     # 6 labeled images, batch 4 -> 2 steps per epoch; measured every step
     assert [int(r["step"]) for r in cos] == [1, 2, 3, 4, 5, 6]
     assert np.mean([float(r["cosine"]) for r in cos]) == pytest.approx(m["grad_cosine_mean"])
+    with open(run_dir / "gradient_conflict.csv", newline="") as f:
+        conflict = list(csv.DictReader(f))  # the paper's Fig. 3 quantities (dho.conflict), same steps
+    assert [int(r["step"]) for r in conflict] == [1, 2, 3, 4, 5, 6]
+    for key in ("cos_theta", "cos_w", "inner"):
+        values = [float(r[key]) for r in conflict]
+        assert np.mean(values) == pytest.approx(m[f"grad_{key}_mean"])
+        assert all(-1.0 <= v <= 1.0 for v in values) or key == "inner"
 
     with np.load(run_dir / "logits_test.npz", allow_pickle=False) as z:
         assert z["ce"].shape == z["kd"].shape == (6, 3) and z["labels"].tolist() == [0, 0, 1, 1, 2, 2]

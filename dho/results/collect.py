@@ -39,7 +39,8 @@ METRICS_KEYS = (
 RUNS_COLUMNS = (
     "suite", "dataset", "labels", "label_count", "student", "teacher", "method", "seed",
     "test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch",
-    "teacher_test_acc", "grad_cosine_mean", "wall_time_s", "gpu_hours", "spec_hash",
+    "teacher_test_acc", "grad_cosine_mean", "grad_cos_theta_mean", "grad_cos_w_mean", "grad_inner_mean",
+    "wall_time_s", "gpu_hours", "spec_hash",
     "git_commit", "mlflow_run_id", "slurm_job_id", "run_dir",
 )
 
@@ -49,6 +50,8 @@ _OPTIONAL_NUMBER_KEYS = (
     "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch",
     "teacher_test_acc", "grad_cosine_mean", "wall_time_s", "gpu_hours",
 )
+#: Numbers a run may lack (written by newer runs only): checked when present.
+_LATER_NUMBER_KEYS = ("grad_cos_theta_mean", "grad_cos_w_mean", "grad_inner_mean")
 _OPTIONAL_ID_KEYS = ("git_commit", "mlflow_run_id", "slurm_job_id")
 #: Columns read back as text (so that e.g. a teacher named "none" or a job id stays as is).
 _TEXT_COLUMNS = ("suite", "dataset", "labels", "student", "teacher", "method", "spec_hash",
@@ -142,8 +145,8 @@ def read_metrics(run_dir: str | os.PathLike) -> dict | None:
            if not (isinstance(metrics[k], str) and metrics[k])]
     bad += [f"'{k}' = {metrics[k]!r}: expected a number" for k in _REQUIRED_NUMBER_KEYS
             if not _is_number(metrics[k])]
-    bad += [f"'{k}' = {metrics[k]!r}: expected a number or null" for k in _OPTIONAL_NUMBER_KEYS
-            if metrics[k] is not None and not _is_number(metrics[k])]
+    bad += [f"'{k}' = {metrics[k]!r}: expected a number or null" for k in _OPTIONAL_NUMBER_KEYS + _LATER_NUMBER_KEYS
+            if metrics.get(k) is not None and not _is_number(metrics[k])]
     if not (isinstance(metrics["seed"], int) and not isinstance(metrics["seed"], bool)):
         bad.append(f"'seed' = {metrics['seed']!r}: expected an integer")
     if not isinstance(metrics["spec"], dict):
