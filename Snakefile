@@ -8,7 +8,9 @@
 #   snakemake --profile slurm --config suite=ci # every training run through sbatch
 #   snakemake --report results/report.html      # tables and figures with captions
 #
-# A new baseline = one file in workflow/rules/baselines/ (see pseudo_label.smk).
+# The suites are compiled by the package (dho.suite) when this file is read; a new method
+# is a dho.methods registry entry listed in a suite's `methods`, a new teacher kind a
+# dho.suite.TEACHER_KINDS entry: neither needs an edit here.
 
 configfile: "config.yaml"
 
@@ -28,7 +30,7 @@ wildcard_constraints:
 
 rule all:
     input:
-        lambda wc: [target for suite in SUITES for target in suite_targets(suite)],
+        [target for suite in SUITES for target in W.suite(suite).targets()],
 
 
 include: "workflow/rules/data.smk"
@@ -54,5 +56,5 @@ onsuccess:
                              ("figures", _d / "figures"), ("OOD table", _d / "evals.csv")):
             if _path.exists():
                 print(f"  {_what:10s} {_path}")
-    print(f"  MLflow     {mlflow_uri()}  (browse: python -m dho mlflow-server)")
+    print(f"  MLflow     {W.mlflow_uri}  (browse: python -m dho mlflow-server)")
     print("  report     snakemake --report results/report.html")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, yaml_problem
+from .split import LabelSplit
 
 # Keys that do not change the numbers a run produces: excluded from the spec hash.
 NON_SEMANTIC_KEYS = frozenset(
@@ -119,20 +120,7 @@ class RunSpec:
         need(0 < self.crop_scale_min <= 1, "crop_scale_min", "a number in (0, 1]")
         need(self.grad_cosine_every >= 0, "grad_cosine_every", "an integer >= 0")
         need(self.num_workers >= 0, "num_workers", "an integer >= 0")
-        kind = self.split.get("kind")
-        if kind == "fewshot":
-            n = self.split.get("shots")
-            if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-                raise ConfigError(f"{source}: key 'split.shots' = {n!r}: expected an integer >= 1")
-        elif kind == "percent":
-            p = self.split.get("percent")
-            if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100):
-                raise ConfigError(f"{source}: key 'split.percent' = {p!r}: expected a number in (0, 100]")
-        elif kind == "list":
-            if not isinstance(self.split.get("file"), str):
-                raise ConfigError(f"{source}: key 'split.file': expected the path of a list file")
-        else:
-            raise ConfigError(f"{source}: key 'split.kind' = {kind!r}: expected 'fewshot', 'percent' or 'list'")
+        LabelSplit.from_dict(self.split, source)
         for k, v in self.method_args.items():
             if not isinstance(v, (int, float, str, bool)) or (isinstance(v, float) and not math.isfinite(v)):
                 raise ConfigError(f"{source}: key 'method_args.{k}' = {v!r}: expected a finite number, string or bool")

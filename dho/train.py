@@ -74,10 +74,10 @@ def _finite_mean(values: list[float]) -> float | None:
 
 
 def labels_name(spec: RunSpec) -> str:
-    """``spec.tags['labels']`` or the split's own name (:func:`dho.data.splits.split_label`)."""
-    from .data.splits import split_label
+    """``spec.tags['labels']`` or the split's own name (:class:`dho.split.LabelSplit`)."""
+    from .split import LabelSplit
 
-    return str(spec.tags["labels"]) if "labels" in spec.tags else split_label(spec.split)
+    return str(spec.tags["labels"]) if "labels" in spec.tags else LabelSplit.from_dict(spec.split).name
 
 
 def _split_output(out, n: int):

@@ -278,7 +278,7 @@ def test_split_cli(pets, tmp_path, capsys):
     assert rc == 2 and "needs --percent" in capsys.readouterr().err
     rc = main(["split", "--dataset", "oxford_pets", "--root", str(pets.root), "--kind", "fewshot",
                "--shots", "0", "--seed", "2", "--out", str(out)])
-    assert rc == 2 and "split.shots = 0: expected an integer >= 1" in capsys.readouterr().err
+    assert rc == 2 and "dho split --shots 0: expected an integer >= 1" in capsys.readouterr().err
 
 
 def test_resolve_split_checks_manifest(pets, tmp_path):

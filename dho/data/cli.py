@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from ..split import LabelSplit
 from . import DATASETS, get_dataset
 from .source import CheckReport
 
@@ -109,13 +110,14 @@ def _split(args: argparse.Namespace) -> int:
     from .splits import make_split
 
     value = {"fewshot": args.shots, "percent": args.percent, "list": args.list_file}[args.kind]
+    flag = {"fewshot": "--shots", "percent": "--percent", "list": "--list-file"}[args.kind]
     if value is None:
-        flag = {"fewshot": "--shots", "percent": "--percent", "list": "--list-file"}[args.kind]
         raise ConfigError(f"dho split --kind {args.kind} needs {flag}")
-    key = {"fewshot": "shots", "percent": "percent", "list": "file"}[args.kind]
-    if args.kind == "percent" and float(value).is_integer():
-        value = int(value)
-    manifest = make_split(get_dataset(args.dataset, args.root), {"kind": args.kind, key: value}, args.seed)
+    try:
+        split = LabelSplit.percent(value) if args.kind == "percent" else LabelSplit(args.kind, value)
+    except ConfigError as e:
+        raise ConfigError(f"dho split {flag} {value}: {str(e).split(': ', 1)[-1]}") from None
+    manifest = make_split(get_dataset(args.dataset, args.root), split.to_dict(), args.seed)
     manifest.save(args.out)
     print(f"wrote {args.out}: {args.dataset} {manifest.label_name} seed {args.seed}: "
           f"{len(manifest.labeled)} labeled, {len(manifest.unlabeled)} unlabeled (hash {manifest.hash[:16]})")

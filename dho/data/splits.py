@@ -39,6 +39,7 @@ from typing import Any
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_text, read_json
+from ..split import LabelSplit
 from .source import DatasetSource
 
 MANIFEST_KEYS = ("dataset", "split", "seed", "labeled", "unlabeled", "hash")
@@ -46,14 +47,8 @@ MANIFEST_KEYS = ("dataset", "split", "seed", "labeled", "unlabeled", "hash")
 
 def split_label(split: dict) -> str:
     """Short name of a label split as used in tables and run paths: ``4shot``, ``1pct``,
-    ``list-1percent``."""
-    kind = split.get("kind")
-    if kind == "fewshot":
-        return f"{split['shots']}shot"
-    if kind == "percent":
-        p = split["percent"]
-        return f"{int(p) if float(p).is_integer() else p}pct"
-    return f"list-{PurePosixPath(str(split.get('file', ''))).stem}"
+    ``list-1percent`` (:class:`dho.split.LabelSplit`)."""
+    return LabelSplit.from_dict(split).name
 
 
 @dataclass
@@ -217,26 +212,15 @@ def make_split(source: DatasetSource, split: dict, seed: int) -> SplitManifest:
         raise ConfigError(f"split = {split!r}: expected a mapping with a 'kind' key")
     if not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise ConfigError(f"split seed = {seed!r}: expected an integer")
-    kind = split.get("kind")
+    kind = LabelSplit.from_dict(split, source="split")  # checks kind and value
     train = source.items("train")
-    if kind == "fewshot":
-        shots = split.get("shots")
-        if not (isinstance(shots, int) and not isinstance(shots, bool) and shots >= 1):
-            raise ConfigError(f"split.shots = {shots!r}: expected an integer >= 1")
-        labeled = _fewshot(train, shots, seed)
-    elif kind == "percent":
-        p = split.get("percent")
-        if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100):
-            raise ConfigError(f"split.percent = {p!r}: expected a number in (0, 100]")
-        labeled = _percent(train, float(p), seed)
-    elif kind == "list":
-        file = split.get("file")
-        if not isinstance(file, str) or not file:
-            raise ConfigError(f"split.file = {file!r}: expected the path of a label list file")
-        chosen = _from_list(source, train, file)
-        labeled = [(rel, label) for rel, label in train if rel in chosen]
+    if kind.kind == "fewshot":
+        labeled = _fewshot(train, kind.value, seed)
+    elif kind.kind == "percent":
+        labeled = _percent(train, float(kind.value), seed)
     else:
-        raise ConfigError(f"split.kind = {kind!r}: expected 'fewshot', 'percent' or 'list'")
+        chosen = _from_list(source, train, kind.value)
+        labeled = [(rel, label) for rel, label in train if rel in chosen]
     chosen = {rel for rel, _ in labeled}
     unlabeled = [rel for rel, _ in train if rel not in chosen]
     return SplitManifest(dataset=source.name, split=dict(split), seed=seed, labeled=labeled, unlabeled=unlabeled)

@@ -51,6 +51,7 @@ PRETRAIN_SHAPES: tuple[str, ...] = tuple(s for s in SHAPES if s not in BENCHMARK
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("colour", COLOURS), ("texture", PRETRAIN_TEXTURES), ("shape", PRETRAIN_SHAPES))
 HEAD_SIZE = sum(len(values) for _, values in GROUPS)
+DEMO_STUDENT = "resnet18"  # the student registry name this module pretrains
 
 
 def pretraining_classes() -> list[Attributes]:
@@ -62,6 +63,15 @@ def pretraining_labels(attrs: Attributes) -> tuple[int, int, int]:
     """(colour, texture, shape) indices of ``attrs`` in :data:`GROUPS` order."""
     return (COLOURS.index(attrs.colour), PRETRAIN_TEXTURES.index(attrs.texture),
             PRETRAIN_SHAPES.index(attrs.shape))
+
+
+def demo_student_flags(student_kwargs: dict) -> list[str]:
+    """``dho demo student`` flags that match a grid student's kwargs (``width``,
+    ``image_size``; the registry student's defaults where the kwargs are silent)."""
+    from ..models.students import IMAGE_SIZE, RESNET_WIDTH
+
+    return ["--width", str(student_kwargs.get("width", RESNET_WIDTH)),
+            "--size", str(student_kwargs.get("image_size", IMAGE_SIZE))]
 
 
 @dataclass(frozen=True)

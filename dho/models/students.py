@@ -46,6 +46,9 @@ from .clip import create_clip, first_line, offline_requested, preprocess_info, t
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, InputAdapter
 
 STUDENTS = Registry("student")
+# defaults of the torchvision students' kwargs (also what `dho demo student` matches)
+RESNET_WIDTH = 64
+IMAGE_SIZE = 224
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 KD_ALIGN_SCALE = 100.0  # CLIP's logit scale, applied to the aligned KD head's output
@@ -156,7 +159,7 @@ def _load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
     return state["state_dict"] if isinstance(state.get("state_dict"), dict) else state
 
 
-def _resnet18(width: int = 64, **kwargs: Any) -> nn.Module:
+def _resnet18(width: int = RESNET_WIDTH, **kwargs: Any) -> nn.Module:
     """torchvision ResNet-18; ``width`` != 64 scales every stage's channels (w, 2w, 4w, 8w)."""
     import torchvision
     from torchvision.models.resnet import BasicBlock
@@ -228,7 +231,7 @@ def _load_backbone(model: nn.Module, state: dict, what: str, arch: str, arch_kwa
 def _torchvision_student(arch: str, make: Callable[..., nn.Module], default_weights: Callable[[], tuple[dict, str]],
                          classifier_attr: str, feature_dim: Callable[[nn.Module], int]) -> Callable[..., Student]:
     def build(num_classes: int, heads: int, pretrained: bool, classnames=None, templates=None,
-              image_size: int = 224, weights: str | None = None, **arch_kwargs: Any) -> Student:
+              image_size: int = IMAGE_SIZE, weights: str | None = None, **arch_kwargs: Any) -> Student:
         if not (isinstance(image_size, int) and not isinstance(image_size, bool) and image_size >= 8):
             raise ConfigError(f"student '{arch}': image_size = {image_size!r}: expected an integer >= 8")
         try:

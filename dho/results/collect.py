@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,6 +23,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..rundir import read_complete_metrics
+from ..split import label_kind_rank, label_level
 from .heads import single_head_method
 from .tidy import TidyTable
 
@@ -71,31 +71,16 @@ class DuplicateRunWarning(UserWarning):
 
 
 def label_count(labels: str, spec: dict | None = None) -> float:
-    """Numeric label level of a ``labels`` string: shots for ``"4shot"``, percent for ``"1pct"``.
-
-    Falls back on the run's ``spec["split"]`` (few-shot ``shots``, ``percent``, or the
-    first number in a list file's name such as ``1percent.txt``); ``nan`` if unknown.
-    """
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:-?shots?|pct|percent|%)\s*", str(labels), re.IGNORECASE)
-    if m:
-        return float(m.group(1))
-    split = (spec or {}).get("split") if isinstance(spec, dict) else None
-    if isinstance(split, dict):
-        for key in ("shots", "percent"):
-            value = split.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-        m = re.search(r"\d+(?:\.\d+)?", Path(str(split.get("file", ""))).name)
-        if m:
-            return float(m.group(0))
-    return math.nan
+    """Numeric label level of a ``labels`` string (``4shot`` -> 4, ``1pct`` -> 1), else of
+    the run's ``spec["split"]``; ``nan`` if unknown (:func:`dho.split.label_level`)."""
+    return label_level(labels, spec.get("split") if isinstance(spec, dict) else None)
 
 
 def label_levels(df: pd.DataFrame) -> list[str]:
     """The distinct ``labels`` of ``df`` in display order: shots, then percents, then others, by count."""
     def key(item: tuple[str, float]) -> tuple:
         labels, count = item
-        kind = 0 if "shot" in labels.lower() else 1 if re.search(r"pct|percent|%", labels, re.I) else 2
+        kind = label_kind_rank(labels)
         return (kind, math.isnan(count), 0.0 if math.isnan(count) else count, labels)
 
     pairs = {(str(lab), float(c)) for lab, c in zip(df["labels"], df["label_count"])}

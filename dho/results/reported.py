@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError
+from ..split import label_kind_rank
 from .collect import label_count
 
 REPORTED_COLUMNS = ("table", "protocol", "dataset", "labels", "student", "teacher", "method", "metric",
@@ -70,8 +71,7 @@ def _labels_equal(a: str, b: str) -> bool:
     if _norm(a) == _norm(b):
         return True
     ca, cb = label_count(a), label_count(b)
-    kind = lambda s: "shot" if "shot" in s.lower() else "pct"  # noqa: E731
-    return not math.isnan(ca) and ca == cb and kind(a) == kind(b)
+    return not math.isnan(ca) and ca == cb and label_kind_rank(a) == label_kind_rank(b)
 
 
 def _words_in(pattern: str, name: str) -> bool:

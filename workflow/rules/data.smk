@@ -3,29 +3,27 @@
 
 rule demo_data:
     """Generate the procedural `shapes` dataset of a demo suite (offline)."""
+    input:
+        lambda wc: S(wc).settings_path("demo_data"),
     output:
         touch(R + "/{suite}/data/.generated"),
     params:
-        root=lambda wc: data_root(wc.suite),
-        args=lambda wc: " ".join(config["suites"][wc.suite]["demo"].get("data_args", [])),
+        root=lambda wc: S(wc).data_root,
+        args=lambda wc: " ".join(S(wc).cfg["demo"]["data_args"]),
     log:
         R + "/{suite}/logs/demo_data.log",
     shell:
         "{PY} demo data --root {params.root} {params.args} > {log} 2>&1"
 
 
-def _data_inputs(wc):
-    return [f"{R}/{wc.suite}/data/.generated"] if "demo" in config["suites"][wc.suite] else []
-
-
 rule data_check:
     """`dho data check` of one dataset: stops the workflow early on missing/bad files."""
     input:
-        _data_inputs,
+        lambda wc: [f"{S(wc).dir}/data/.generated"] if "demo" in S(wc).cfg else [],
     output:
         R + "/{suite}/checks/{dataset}.json",
     params:
-        root=lambda wc: data_root(wc.suite),
+        root=lambda wc: S(wc).data_root,
     log:
         R + "/{suite}/logs/data_check_{dataset}.log",
     shell:
@@ -34,22 +32,15 @@ rule data_check:
         " || {{ cat {output}.tmp.$$ >> {log}; rm -f {output}.tmp.$$; exit 1; }}"
 
 
-def _split_args(wc):
-    kind = label_names(config["suites"][wc.suite])[wc.labels]
-    if kind["kind"] == "fewshot":
-        return f"--kind fewshot --shots {kind['shots']}"
-    return f"--kind percent --percent {kind['percent']}"
-
-
 rule split:
     """Label-split manifest: labeled / unlabeled train images of one dataset, labels, seed."""
     input:
-        data=lambda wc: data_ok(wc.suite, wc.dataset),
+        data=lambda wc: S(wc).data_ok(wc.dataset),
     output:
         R + "/{suite}/splits/{dataset}/{labels}/split{seed}.json",
     params:
-        root=lambda wc: data_root(wc.suite),
-        args=_split_args,
+        root=lambda wc: S(wc).data_root,
+        args=lambda wc: " ".join(S(wc).labels[wc.labels].cli_args()),
     log:
         R + "/{suite}/logs/split_{dataset}_{labels}_{seed}.log",
     shell:

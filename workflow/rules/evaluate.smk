@@ -7,69 +7,22 @@
 # training run's metrics.json, so `snakemake --config suite=ood` also trains what is missing.
 
 
-def eval_config(suite):
-    """The suite's `evaluate` block, its names checked against the config and registries."""
-    cfg = config["suites"][suite]
-    if "evaluate" not in cfg:
-        raise ConfigKeyError(f"config key 'suites.{suite}.evaluate' is missing: suite '{suite}' evaluates nothing")
-    ev = cfg["evaluate"]
-    for d in ev["datasets"]:
-        if d not in known("dataset"):
-            raise ConfigKeyError(f"config key 'suites.{suite}.evaluate.datasets': unknown dataset '{d}'; "
-                                 f"known: {', '.join(sorted(known('dataset')))}")
-    src = ev["from"]
-    if src not in config["suites"]:
-        raise ConfigKeyError(f"config key 'suites.{suite}.evaluate.from': unknown suite '{src}'; "
-                             f"known: {', '.join(sorted(config['suites']))}")
-    if "evaluate" in config["suites"][src]:
-        raise ConfigKeyError(f"config key 'suites.{suite}.evaluate.from' = '{src}': expected a suite that "
-                             f"trains runs, not another evaluation suite")
-    return ev
-
-
-def eval_json(suite, eval_dataset, cell):
-    return f"{R}/{suite}/evals/{eval_dataset}/{cell.suite}/" + RUN.format(**cell._asdict()) + ".json"
-
-
-def eval_jsons(suite):
-    """Every evaluation of the suite: each run of `evaluate.from` x each evaluation dataset."""
-    ev = eval_config(suite)
-    return [eval_json(suite, d, c) for d in ev["datasets"] for c in grid(ev["from"])]
-
-
-def eval_targets(suite):
-    """What `all` builds for an evaluation suite."""
-    return [f"{R}/{suite}/evals.csv"] + [f"{R}/{suite}/tables/ood.{ext}" for ext in ("md", "csv", "tex")]
-
-
-def _eval_device(wc):
-    return config["suites"][wc.from_suite].get("train", {}).get("device", "auto")
-
-
 def _eval_launch(wc):
     """`dho submit-cmd` flags: the launcher and the evaluation suite's resources for this
     student/method (under `--profile slurm` each evaluation is a SLURM job)."""
-    r = run_resources(wc.suite, wc.student, wc.method)
     name = f"dho-eval-{wc.suite}-{wc.eval_dataset}-{wc.labels}-{wc.student}-{wc.teacher}-{wc.method}-s{wc.seed}"
-    return (f"--launcher {LAUNCHER} --name {name} --log-dir {R}/{wc.suite}/logs --gpus {r['gpus']}"
-            f" --cpus {r['cpus']} --mem-gb {r['mem_gb']} --time-min {r['time_min']} {slurm_flags()}")
+    return W.launch_flags(S(wc), train_res(wc), name)
 
 
 def _eval_workers(wc, threads):
     """Loader workers: the threads granted here (local), the job's CPUs (SLURM)."""
-    return run_resources(wc.suite, wc.student, wc.method)["cpus"] if LAUNCHER == "slurm" else max(1, threads)
-
-
-def _eval_threads(wc):
-    """Local evaluations occupy their CPUs here; through SLURM this is only a waiting
-    `dho submit-cmd` (0 threads), like a training run."""
-    return 0 if LAUNCHER == "slurm" else run_resources(wc.suite, wc.student, wc.method)["cpus"]
+    return train_res(wc).cpus if W.launcher == "slurm" else max(1, threads)
 
 
 rule evaluate:
     """Test accuracy of one trained run (best checkpoint, its alpha/beta) on another dataset."""
     input:
-        data=lambda wc: data_ok(wc.suite, wc.eval_dataset),
+        data=lambda wc: S(wc).data_ok(wc.eval_dataset),
         run=R + "/{from_suite}/runs/" + RUN + "/metrics.json",
     output:
         R + "/{suite}/evals/{eval_dataset}/{from_suite}/" + RUN + ".json",
@@ -77,17 +30,17 @@ rule evaluate:
         eval_dataset=r"[^/]+",
         from_suite=r"[^/]+",
     params:
-        root=lambda wc: data_root(wc.suite),
+        root=lambda wc: S(wc).data_root,
         run_dir=R + "/{from_suite}/runs/" + RUN,
-        device=_eval_device,
+        device=lambda wc: W.suite(wc.from_suite).base_spec().device,
         workers=_eval_workers,
         launch=_eval_launch,
-    threads: _eval_threads
+    threads: lambda wc: W.threads(train_res(wc))
     resources:
-        mem_mb=lambda wc: int(run_resources(wc.suite, wc.student, wc.method)["mem_gb"] * 1024),
-        runtime=_res("time_min"),
-        gpus=_res("gpus"),
-        cpus_per_task=_res("cpus"),
+        mem_mb=lambda wc: train_res(wc).mem_mb,
+        runtime=lambda wc: train_res(wc).time_min,
+        gpus=lambda wc: train_res(wc).gpus,
+        cpus_per_task=lambda wc: train_res(wc).cpus,
     log:
         R + "/{suite}/logs/evaluate/{eval_dataset}/{from_suite}/" + RUN + ".log",
     shell:
@@ -100,7 +53,7 @@ rule evaluate:
 rule collect_evals:
     """All evaluations of an evaluation suite in one CSV."""
     input:
-        lambda wc: eval_jsons(wc.suite),
+        lambda wc: S(wc).eval_jsons(),
     output:
         report(R + "/{suite}/evals.csv", caption="../report/evals.rst", category="{suite}",
                subcategory="evaluations"),

@@ -3,18 +3,10 @@
 # results/report.html` gathers them with the captions in workflow/report/.
 
 
-def suite_targets(suite):
-    """What `all` builds for one suite."""
-    if "evaluate" in config["suites"][suite]:
-        return eval_targets(suite)  # evaluate.smk
-    return [f"{R}/{suite}/runs.csv", f"{R}/{suite}/tables", f"{R}/{suite}/figures",
-            f"{R}/{suite}/rechoose.csv"]
-
-
 rule collect:
-    """One row per done run of the suite's grid (registered baselines included)."""
+    """One row per done run of the suite's grid."""
     input:
-        lambda wc: [metrics_path(c) for c in grid(wc.suite)],
+        lambda wc: [S(wc).metrics_path(c) for c in S(wc).grid],
     output:
         R + "/{suite}/runs.csv",
     params:

@@ -5,7 +5,7 @@ def _mlflow_init_after(wc):
     """Suites share one tracking store: initialise them one after another (a fresh sqlite
     database created by several processes at once races on its schema)."""
     i = SUITES.index(wc.suite) if wc.suite in SUITES else 0
-    return [mlflow_ok(SUITES[i - 1])] if i > 0 else []
+    return [W.suite(SUITES[i - 1]).mlflow_ok()] if i > 0 else []
 
 
 rule mlflow_init:
@@ -15,7 +15,7 @@ rule mlflow_init:
     output:
         touch(R + "/{suite}/mlflow.ok"),
     params:
-        uri=lambda wc: mlflow_uri(),
+        uri=W.mlflow_uri,
     log:
         R + "/{suite}/logs/mlflow_init.log",
     shell:
@@ -23,36 +23,28 @@ rule mlflow_init:
 
 
 rule train:
-    """One training run: `dho submit` writes the spec and waits until metrics.json is
-    complete (locally in-process, or a SLURM job through submitit).  metrics.json is
-    flagged update() so that Snakemake never deletes a finished run's result before
-    rerunning an interrupted job: `dho submit` then sees the done run and returns."""
+    """One training run: `dho submit` trains the spec file the compiler wrote (locally
+    in-process, or a SLURM job through submitit) and waits until metrics.json is complete
+    for that spec's hash.  The rule reruns when the spec file or the teacher file is newer
+    than metrics.json; a run directory holding another spec is moved aside by the run
+    itself (`superseded/`), one holding this spec's finished run is reused.  update():
+    Snakemake never deletes a finished result before rerunning; `touch` marks a reused
+    result current."""
     input:
-        unpack(train_inputs),
+        unpack(lambda wc: S(wc).train_inputs(Cell.of(wc))),
     output:
         update(RUN_DIR + "/metrics.json"),
     params:
-        spec=lambda wc: json.dumps(run_spec(wc), sort_keys=True),
-        mem_gb=_res("mem_gb"),
-        spec_file=R + "/{suite}/specs/" + RUN + ".json",
-        launcher=LAUNCHER,
-        slurm=slurm_flags(),
-        log_dir=R + "/{suite}/logs",
         run_dir=RUN_DIR,
-    threads: train_threads
+        launch=lambda wc: W.launch_flags(S(wc), train_res(wc)),
+    threads: lambda wc: W.threads(train_res(wc))
     resources:
-        mem_mb=lambda wc: int(run_resources(wc.suite, wc.student, wc.method)["mem_gb"] * 1024),
-        runtime=_res("time_min"),
-        gpus=_res("gpus"),
-        cpus_per_task=_res("cpus"),
+        mem_mb=lambda wc: train_res(wc).mem_mb,
+        runtime=lambda wc: train_res(wc).time_min,
+        gpus=lambda wc: train_res(wc).gpus,
+        cpus_per_task=lambda wc: train_res(wc).cpus,
     log:
         R + "/{suite}/logs/train/" + RUN + ".log",
     shell:
-        # the temp name carries the shell's PID: two Snakemake instances started with
-        # --nolock may write the same spec at once, and must not move each other's file
-        "{{ mkdir -p $(dirname {params.spec_file}) && printf '%s\\n' {params.spec:q}"
-        " > {params.spec_file}.tmp.$$ && mv -f {params.spec_file}.tmp.$$ {params.spec_file} &&"
-        " {PY} submit --launcher {params.launcher} --spec {params.spec_file} --out {params.run_dir}"
-        " --log-dir {params.log_dir} --gpus {resources.gpus} --cpus {resources.cpus_per_task}"
-        " --mem-gb {params.mem_gb} --time-min {resources.runtime} {params.slurm}; }}"
-        " > {log} 2>&1"
+        "{PY} submit {params.launch} --spec {input.spec} --out {params.run_dir} > {log} 2>&1"
+        " && touch {output}"

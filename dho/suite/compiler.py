@@ -1,0 +1,487 @@
+"""The suite compiler: one suite of config.yaml -> grid cells, run specs, paths,
+resources and teacher jobs.  The workflow's rules only ask it; nothing here runs anything.
+
+Layers of a run's spec (later wins): RunSpec defaults < suite ``train`` <
+``dataset_train[dataset]`` < ``students[s].train`` < ``methods[m].train``, then the
+cell's own keys (dataset, split, student, teacher file, method, seed, paths, tags).
+Resources: the launcher's defaults (:class:`dho.launch.SlurmRequest`) < ``resources.default``
+< ``resources.students[s]`` < ``resources.methods[m]`` (a teacher job: < ``resources.teacher``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..errors import ConfigError, DhoError
+from ..split import LabelSplit
+from .config import chosen_suites, validate_config
+from .teachers import TEACHER_KINDS, TeacherJob
+
+RUN = "{dataset}/{labels}/{student}/{teacher}/{method}/seed{seed}"
+NO_TEACHER = "none"
+
+
+class Cell(NamedTuple):
+    suite: str
+    dataset: str
+    labels: str
+    student: str
+    teacher: str
+    method: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        """The cell's relative run path (``dataset/labels/student/teacher/method/seedN``)."""
+        return RUN.format(**self._asdict())
+
+    @classmethod
+    def of(cls, wildcards: Any) -> "Cell":
+        """The cell named by an object with the seven fields as attributes (rule wildcards)."""
+        return cls(*(getattr(wildcards, f) for f in cls._fields[:-1]), int(wildcards.seed))
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpus: int
+    cpus: int
+    mem_gb: float
+    time_min: int
+
+    @property
+    def mem_mb(self) -> int:
+        return int(self.mem_gb * 1024)
+
+    def flags(self) -> str:
+        return f"--gpus {self.gpus} --cpus {self.cpus} --mem-gb {self.mem_gb:g} --time-min {self.time_min}"
+
+
+def _default_resources() -> dict[str, Any]:
+    from ..launch import SlurmRequest
+
+    d = SlurmRequest()
+    return {"gpus": d.gpus, "cpus": d.cpus, "mem_gb": d.mem_gb, "time_min": d.time_min}
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str            # the suite's name (run paths, tables)
+    method: str          # dho.methods registry name
+    args: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+
+    @property
+    def needs_teacher(self) -> bool:
+        from .. import methods
+
+        return methods.METHODS.get(self.method).needs_teacher
+
+
+@dataclass(frozen=True)
+class StudentEntry:
+    name: str
+    student: str
+    pretrained: bool
+    kwargs: dict
+    train: dict
+
+    @property
+    def demo_weights(self) -> bool:
+        return self.kwargs.get("weights") == "demo"
+
+
+def _known(kind: str) -> list[str]:
+    import importlib
+
+    modname, attr = {"dataset": ("dho.data", "DATASETS"), "student": ("dho.models", "STUDENTS"),
+                     "method": ("dho.methods", "METHODS")}[kind]
+    return getattr(importlib.import_module(modname), attr).names()
+
+
+def _need_known(kind: str, name: str, key: str) -> None:
+    known = _known(kind)
+    if name not in known:
+        raise ConfigError(f"config key '{key}': unknown {kind} '{name}'; known: {', '.join(known)}")
+
+
+class Suite:
+    """One compiled suite (``config['suites'][name]`` with the workflow's settings)."""
+
+    def __init__(self, workflow: "Workflow", name: str):
+        self.workflow, self.name = workflow, name
+        self.cfg = workflow.config["suites"][name]
+        self.results = workflow.results
+        self.dir = f"{self.results}/{name}"
+        self.data_root = f"{self.dir}/data" if "demo" in self.cfg else self.cfg.get("data_root", "data")
+
+    @property
+    def key(self) -> str:
+        return f"suites.{self.name}"
+
+    @property
+    def evaluates(self) -> bool:
+        return "evaluate" in self.cfg
+
+    # -- the grid ------------------------------------------------------------------------
+    @functools.cached_property
+    def labels(self) -> dict[str, LabelSplit]:
+        splits = ([LabelSplit.fewshot(n) for n in self.cfg["labels"].get("shots", [])]
+                  + [LabelSplit.percent(p) for p in self.cfg["labels"].get("percent", [])])
+        return {s.name: s for s in splits}
+
+    @functools.cached_property
+    def methods(self) -> dict[str, MethodEntry]:
+        return {name: MethodEntry(name, m.get("method", name), dict(m.get("args", {})), dict(m.get("train", {})))
+                for name, m in self.cfg["methods"].items()}
+
+    @functools.cached_property
+    def students(self) -> dict[str, StudentEntry]:
+        return {name: StudentEntry(name, s.get("student", name), s.get("pretrained", True),
+                                   dict(s.get("kwargs", {})), dict(s.get("train", {})))
+                for name, s in self.cfg["students"].items()}
+
+    @functools.cached_property
+    def grid(self) -> tuple[Cell, ...]:
+        """Every training cell (none for an evaluation suite), the config checked first."""
+        if self.evaluates:
+            return ()
+        self.check()
+        teachers = list(self.cfg.get("teachers", {}))
+        return tuple(Cell(self.name, dataset, labels, student, teacher, method, seed)
+                     for dataset in self.cfg["datasets"] for labels in self.labels
+                     for student in self.students for method, m in self.methods.items()
+                     for teacher in (teachers if m.needs_teacher else [NO_TEACHER])
+                     for seed in self.cfg["seeds"])
+
+    def check(self) -> None:
+        """Names that must exist in the package's registries, and the spec of every
+        (dataset, student, method) layer combination."""
+        for key in ("datasets", "labels", "students", "methods", "seeds"):
+            if key not in self.cfg:
+                raise ConfigError(f"config key '{self.key}.{key}' is missing (a suite without 'evaluate' "
+                                  f"needs datasets, labels, students, methods, seeds)")
+        for d in self.cfg["datasets"]:
+            _need_known("dataset", d, f"{self.key}.datasets")
+        for name, s in self.students.items():
+            _need_known("student", s.student, f"{self.key}.students.{name}")
+            if s.demo_weights:
+                from ..demo.student import DEMO_STUDENT
+
+                if s.student != DEMO_STUDENT:
+                    raise ConfigError(f"config key '{self.key}.students.{name}.kwargs.weights' = 'demo': only "
+                                      f"student '{DEMO_STUDENT}' has a demo pretraining, not '{s.student}'")
+        for name, m in self.methods.items():
+            _need_known("method", m.method, f"{self.key}.methods.{name}")
+        for teacher, t in self.cfg.get("teachers", {}).items():
+            if t["kind"] not in TEACHER_KINDS:
+                raise ConfigError(f"config key '{self.key}.teachers.{teacher}.kind' = {t['kind']!r}: "
+                                  f"expected one of {', '.join(TEACHER_KINDS.names())}")
+            TEACHER_KINDS.get(t["kind"]).check(self, teacher)
+        if any(m.needs_teacher for m in self.methods.values()) and not self.cfg.get("teachers"):
+            raise ConfigError(f"config key '{self.key}.teachers' is empty but a method needs a teacher")
+        for dataset in self.cfg["datasets"]:  # RunSpec types, ranges and protocol checks (dho.protocol)
+            for name, s in self.students.items():
+                for method in self.methods:
+                    settings = dict(self.train_settings(dataset, name, method), dataset=dataset, student=s.student,
+                                    student_pretrained=s.pretrained, student_kwargs=s.kwargs)
+                    self._spec_of(settings, f"config key '{self.key}.train' (with the overrides of "
+                                            f"{dataset}, {name}, {method})")
+
+    # -- settings --------------------------------------------------------------------------
+    def train_settings(self, dataset: str, student: str, method: str) -> dict[str, Any]:
+        """RunSpec keys of the config: suite train < dataset_train < student < method."""
+        out: dict[str, Any] = {}
+        for layer in (self.cfg.get("train", {}), self.cfg.get("dataset_train", {}).get(dataset, {}),
+                      self.students[student].train, self.methods[method].train):
+            out.update(layer)
+        return out
+
+    @staticmethod
+    def _spec_of(settings: dict[str, Any], source: str):
+        from ..spec import RunSpec
+
+        return RunSpec.from_dict(settings, source=source)
+
+    def base_spec(self):
+        """The suite-level settings as a RunSpec (package defaults for the rest)."""
+        return self._spec_of(dict(self.cfg.get("train", {})), f"config key '{self.key}.train'")
+
+    def split_seed(self, seed: int) -> int:
+        return int(self.cfg.get("train", {}).get("split_seed", seed))
+
+    def resources(self, student: str | None = None, method: str | None = None, teacher: bool = False) -> Resources:
+        """What one job asks for: a training run (student, method) or a teacher job."""
+        cfg = self.cfg.get("resources", {})
+        layers = ([cfg.get("default", {}), cfg.get("teacher", {})] if teacher else
+                  [cfg.get("default", {}), cfg.get("students", {}).get(student, {}),
+                   cfg.get("methods", {}).get(method, {})])
+        res = _default_resources()
+        for layer in layers:
+            res.update(layer)
+        return Resources(**res)
+
+    # -- paths -------------------------------------------------------------------------------
+    def run_dir(self, cell: Cell) -> str:
+        return f"{self.dir}/runs/{cell.path}"
+
+    def metrics_path(self, cell: Cell) -> str:
+        return f"{self.run_dir(cell)}/metrics.json"
+
+    def spec_path(self, cell: Cell) -> str:
+        return f"{self.dir}/specs/{cell.path}.json"
+
+    def split_path(self, dataset: str, labels: str, split_seed: int) -> str:
+        return f"{self.dir}/splits/{dataset}/{labels}/split{split_seed}.json"
+
+    def data_ok(self, dataset: str) -> str:
+        return f"{self.dir}/checks/{dataset}.json"
+
+    def mlflow_ok(self) -> str:
+        return f"{self.dir}/mlflow.ok"
+
+    def demo_clip_path(self) -> str:
+        return f"{self.dir}/demo/tiny_clip.pt"
+
+    def demo_student_path(self, student: str) -> str:
+        return f"{self.dir}/demo/student_{student}.pt"
+
+    def teacher_job(self, cell: Cell) -> TeacherJob:
+        kind = TEACHER_KINDS.get(self.cfg["teachers"][cell.teacher]["kind"])
+        if kind.per_split:
+            return TeacherJob(self, cell.teacher, cell.dataset, cell.labels, self.split_seed(cell.seed))
+        return TeacherJob(self, cell.teacher, cell.dataset)
+
+    def teacher_path(self, job: TeacherJob) -> str:
+        if job.labels is None:
+            return f"{self.dir}/teachers/{job.dataset}/{job.teacher}.pt"
+        return f"{self.dir}/teachers/{job.dataset}/{job.labels}/split{job.split_seed}/{job.teacher}.pt"
+
+    def teacher_file(self, cell: Cell) -> str | None:
+        return None if cell.teacher == NO_TEACHER else self.teacher_path(self.teacher_job(cell))
+
+    def teacher_kind(self, teacher: str):
+        return TEACHER_KINDS.get(self.cfg["teachers"][teacher]["kind"])
+
+    def teacher_job_of(self, teacher: str, dataset: str, labels: str | None = None,
+                       split_seed: int | str | None = None) -> TeacherJob:
+        """The teacher job of a teacher rule's wildcards (labels/seed only for a per-split kind)."""
+        per_split = self.teacher_kind(teacher).per_split
+        return TeacherJob(self, teacher, dataset, labels if per_split else None,
+                          int(split_seed) if per_split else None)
+
+    def teacher_jobs(self) -> list[TeacherJob]:
+        """Every teacher file the grid needs, each once."""
+        return list(dict.fromkeys(self.teacher_job(c) for c in self.grid if c.teacher != NO_TEACHER))
+
+    def teacher_command(self, job: TeacherJob) -> str:
+        return " ".join(self.teacher_kind(job.teacher).command(job))
+
+    def teacher_inputs(self, job: TeacherJob) -> dict[str, str]:
+        return {"data": self.data_ok(job.dataset), "settings": self.settings_path(self._teacher_settings_name(job)),
+                **self.teacher_kind(job.teacher).inputs(job)}
+
+    def teacher_job_name(self, job: TeacherJob) -> str:
+        where = [job.dataset] + ([job.labels, f"split{job.split_seed}"] if job.labels is not None else [])
+        return "-".join(["dho-teacher", self.name, *where, job.teacher])
+
+    # -- settings files: a job's command line, rewritten only when it changes ---------------
+    @staticmethod
+    def _teacher_settings_name(job: TeacherJob) -> str:
+        where = [job.dataset] + ([job.labels, f"split{job.split_seed}"] if job.labels is not None else [])
+        return "/".join(["teachers", *where, job.teacher])
+
+    def settings_path(self, name: str) -> str:
+        return f"{self.dir}/settings/{name}.json"
+
+    def settings(self) -> dict[str, list[str]]:
+        """name -> the command-line arguments of every teacher/demo job of the suite."""
+        out: dict[str, list[str]] = {}
+        if self.evaluates:
+            return out
+        demo = self.cfg.get("demo")
+        if demo is not None:
+            out["demo_data"] = list(demo["data_args"])
+            out["demo_teacher"] = list(demo["teacher_args"])
+        for name, s in self.students.items():
+            if s.demo_weights:
+                out[f"demo_student_{name}"] = self.demo_student_flags(name)
+        for job in self.teacher_jobs():
+            out[self._teacher_settings_name(job)] = self.teacher_kind(job.teacher).command(job)
+        return out
+
+    # -- one run ---------------------------------------------------------------------------------
+    def run_spec(self, cell: Cell) -> dict[str, Any]:
+        """The RunSpec dict of ``cell`` (paths included)."""
+        student = self.students[cell.student]
+        kwargs = dict(student.kwargs)
+        if student.demo_weights:
+            kwargs["weights"] = self.demo_student_path(cell.student)
+        spec = self.train_settings(cell.dataset, cell.student, cell.method)
+        spec.update(
+            dataset=cell.dataset, data_root=self.data_root, split=self.labels[cell.labels].to_dict(),
+            split_seed=self.split_seed(cell.seed),
+            split_manifest=self.split_path(cell.dataset, cell.labels, self.split_seed(cell.seed)),
+            student=student.student, student_pretrained=student.pretrained, student_kwargs=kwargs,
+            teacher_file=self.teacher_file(cell), method=self.methods[cell.method].method,
+            method_args=self.methods[cell.method].args, seed=cell.seed, output_dir=self.run_dir(cell),
+            mlflow_uri=self.workflow.mlflow_uri, mlflow_experiment=self.name,
+            tags={"suite": self.name, "dataset": cell.dataset, "labels": cell.labels, "student": cell.student,
+                  "teacher": cell.teacher, "method": cell.method, "seed": str(cell.seed)})
+        return spec
+
+    def train_inputs(self, cell: Cell) -> dict[str, str]:
+        inputs = {"spec": self.spec_path(cell),
+                  "split": self.split_path(cell.dataset, cell.labels, self.split_seed(cell.seed)),
+                  "data": self.data_ok(cell.dataset), "mlflow": self.mlflow_ok()}
+        teacher = self.teacher_file(cell)
+        if teacher is not None:
+            inputs["teacher"] = teacher
+        if self.students[cell.student].demo_weights:
+            inputs["student_weights"] = self.demo_student_path(cell.student)
+        return inputs
+
+    def demo_student_flags(self, student: str) -> list[str]:
+        from ..demo.student import demo_student_flags
+
+        return demo_student_flags(self.students[student].kwargs) + list(self.cfg.get("demo", {}).get("student_args", []))
+
+    # -- evaluation suites -------------------------------------------------------------------------
+    @functools.cached_property
+    def evaluate(self) -> dict[str, Any]:
+        """The ``evaluate`` block, its names checked against the config and registries."""
+        if not self.evaluates:
+            raise ConfigError(f"config key '{self.key}.evaluate' is missing: suite '{self.name}' evaluates nothing")
+        ev = self.cfg["evaluate"]
+        for d in ev["datasets"]:
+            _need_known("dataset", d, f"{self.key}.evaluate.datasets")
+        src = ev["from"]
+        suites = self.workflow.config["suites"]
+        if src not in suites:
+            raise ConfigError(f"config key '{self.key}.evaluate.from': unknown suite '{src}'; "
+                              f"known: {', '.join(sorted(suites))}")
+        if "evaluate" in suites[src]:
+            raise ConfigError(f"config key '{self.key}.evaluate.from' = '{src}': expected a suite that "
+                              f"trains runs, not another evaluation suite")
+        return ev
+
+    def eval_json(self, eval_dataset: str, cell: Cell) -> str:
+        return f"{self.dir}/evals/{eval_dataset}/{cell.suite}/{cell.path}.json"
+
+    def eval_jsons(self) -> list[str]:
+        ev = self.evaluate
+        return [self.eval_json(d, c) for d in ev["datasets"] for c in self.workflow.suite(ev["from"]).grid]
+
+    def targets(self) -> list[str]:
+        """What the workflow's `all` builds for this suite."""
+        if self.evaluates:
+            return [f"{self.dir}/evals.csv"] + [f"{self.dir}/tables/ood.{ext}" for ext in ("md", "csv", "tex")]
+        return [f"{self.dir}/{name}" for name in ("runs.csv", "tables", "figures", "rechoose.csv")]
+
+
+class Workflow:
+    """config.yaml compiled: the chosen suites (and the suites they evaluate)."""
+
+    def __init__(self, config: dict[str, Any], schema_file: str | Path):
+        self.config = validate_config(config, schema_file)
+        self.results = self.config["results"]
+        self.launcher = self.config["launcher"]
+        self.mlflow_uri = self.config["mlflow_uri"] or f"sqlite:///{self.results}/mlflow.db"
+        self.chosen = chosen_suites(self.config)
+        self._suites: dict[str, Suite] = {}
+
+    def suite(self, name: str) -> Suite:
+        if name not in self._suites:
+            if name not in self.config["suites"]:
+                raise ConfigError(f"config key 'suites': unknown suite '{name}'")
+            self._suites[name] = Suite(self, name)
+        return self._suites[name]
+
+    def compiled(self) -> list[Suite]:
+        """Every chosen suite and the suites they evaluate, each checked."""
+        names = list(self.chosen)
+        for name in self.chosen:
+            suite = self.suite(name)
+            if suite.evaluates and suite.evaluate["from"] not in names:
+                names.append(suite.evaluate["from"])
+        for name in names:
+            _ = self.suite(name).grid  # checks the suite
+        return [self.suite(n) for n in names]
+
+    def slurm_flags(self) -> str:
+        s = self.config["slurm"]
+        flags = [f"--max-requeues {s['max_requeues']}"]
+        flags += [f"--{key} {s[key]}" for key in ("partition", "account", "qos") if s[key]]
+        return " ".join(flags)
+
+    def launch_flags(self, suite: Suite, res: Resources, name: str | None = None) -> str:
+        """`dho submit` / `dho submit-cmd` flags: launcher, logs, resources, SLURM settings."""
+        job = f" --name {name}" if name else ""
+        return (f"--launcher {self.launcher}{job} --log-dir {suite.dir}/logs {res.flags()} "
+                f"{self.slurm_flags()}")
+
+    def threads(self, res: Resources) -> int:
+        """Local jobs occupy their CPUs here; a SLURM job is only a waiting launcher (0
+        threads: the profile's `jobs` bounds how many are in flight)."""
+        return 0 if self.launcher == "slurm" else res.cpus
+
+    def teacher_kinds(self) -> dict[Any, list[str]]:
+        """Teacher kind -> names of the compiled suites' teachers of that kind."""
+        out: dict[Any, list[str]] = {}
+        for suite in self.compiled():
+            for name, t in suite.cfg.get("teachers", {}).items():
+                names = out.setdefault(TEACHER_KINDS.get(t["kind"]), [])
+                if name not in names:
+                    names.append(name)
+        return out
+
+    def files(self) -> dict[str, Any]:
+        """path -> content of every spec and settings file of the compiled suites."""
+        out: dict[str, Any] = {}
+        for suite in self.compiled():
+            out.update({suite.spec_path(cell): suite.run_spec(cell) for cell in suite.grid})
+            out.update({suite.settings_path(name): args for name, args in suite.settings().items()})
+        return out
+
+    def write_files(self) -> int:
+        """Write every spec and settings file; one whose content is unchanged is left
+        alone (its mtime tells the workflow what is out of date).  Returns how many
+        files were (re)written."""
+        from ..io import atomic_write_text
+
+        written = 0
+        for path, content in self.files().items():
+            text = json.dumps(content, indent=1, sort_keys=True) + "\n"
+            try:
+                same = Path(path).read_text() == text
+            except OSError:
+                same = False
+            if not same:
+                atomic_write_text(Path(path), text)
+                written += 1
+        return written
+
+
+def compile_workflow(config: dict[str, Any], schema_file: str | Path, write_specs: bool = True) -> Workflow:
+    """The compiled workflow (every chosen suite checked); its spec files written."""
+    workflow = Workflow(config, schema_file)
+    if write_specs:
+        workflow.write_files()
+    else:
+        workflow.compiled()
+    return workflow
+
+
+def exit_on_config_error(fn, *args, **kwargs):
+    """``fn(*args)``, or print ``error: <one line>`` and exit 1 on a user error (the
+    Snakefile's way to stop at parse time without a traceback)."""
+    import sys
+
+    try:
+        return fn(*args, **kwargs)
+    except DhoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
