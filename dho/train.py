@@ -41,7 +41,6 @@ import csv
 import io
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -52,6 +51,7 @@ import torch
 from .errors import CheckpointError, ConfigError, DataError, OutputError, TrainingError
 from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
 from .methods.base import Batch
+from .progress import Progress, say
 from .rundir import load_done
 from .runtime import (derive_seed, exclusive_lock, file_sha256, git_commit, lr_factor, resolve_device, rng_state,
                       seed_everything, set_deterministic, set_rng_state, slurm_job_id)
@@ -352,12 +352,10 @@ class _Run:
 
     # -- training ------------------------------------------------------------------------
     def _train(self) -> None:
-        from tqdm.auto import tqdm
-
         spec = self.spec
-        epochs = tqdm(range(self.epoch + 1, spec.epochs + 1), desc="epochs", initial=self.epoch,
-                      total=spec.epochs, disable=not spec.progress, file=sys.stderr)
-        for epoch in epochs:
+        say(f"{self.run_dir}: {spec.method} on {spec.dataset}, {spec.epochs} epochs of {self.steps_per_epoch} steps"
+            + (f"; resuming after epoch {self.epoch}" if self.epoch else ""))
+        for epoch in range(self.epoch + 1, spec.epochs + 1):
             t0 = time.time()
             train_loss, cosines = self._train_epoch(epoch)
             self.train_seconds += time.time() - t0
@@ -371,7 +369,8 @@ class _Run:
             self._save_checkpoint()
             self.tracker.log_epoch(row)
             self.tracker.log_grad_cosines(cosines)
-            epochs.set_postfix(loss=f"{train_loss:.4f}", val=f"{row['val_acc']:.2f}")
+            say(f"epoch {epoch}/{spec.epochs} done: train loss {train_loss:.4f}, val accuracy {row['val_acc']:.2f} % "
+                f"(alpha {row['alpha']}, beta {row['beta']}), {time.time() - t0:.1f} s")
 
     def _epoch_batches(self, epoch: int) -> Iterator[tuple[Any, Any]]:
         """(labeled batch, unlabeled batch or None) for one epoch: the view keys come from
@@ -385,15 +384,13 @@ class _Run:
         return zip(labeled, unlabeled)
 
     def _train_epoch(self, epoch: int) -> tuple[float, list[tuple[int, float]]]:
-        from tqdm.auto import tqdm
-
         spec = self.spec
         self.student.train()
         cosines: list[tuple[int, float]] = []
         total_loss, n_steps = 0.0, 0
-        bar = tqdm(self._epoch_batches(epoch), total=self.steps_per_epoch, desc=f"epoch {epoch}", leave=False,
-                   disable=not spec.progress, file=sys.stderr)
-        for batch_l, batch_u in bar:
+        # a bar on a terminal (spec.progress); in a log, a line per tenth of a long epoch (>= 10 s apart)
+        bar = Progress(self.steps_per_epoch, f"epoch {epoch}/{spec.epochs}", bar=spec.progress, min_interval_s=10)
+        for batch_l, batch_u in bar.iterate(self._epoch_batches(epoch)):
             x_l, y = batch_l[0].to(self.device, non_blocking=True), batch_l[1].to(self.device, non_blocking=True)
             n_l = x_l.shape[0]
             x = x_l if batch_u is None else torch.cat([x_l, batch_u[0].to(self.device, non_blocking=True)])
@@ -427,6 +424,7 @@ class _Run:
             self.scheduler.step()
             total_loss += float(loss.detach())
             n_steps += 1
+            bar.set(loss=total_loss / n_steps)
             self.train_images += x.shape[0]
         self.grad_cosines.extend(cosines)
         return total_loss / max(1, n_steps), cosines

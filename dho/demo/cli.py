@@ -106,7 +106,8 @@ def _add_pretrain_args(p, config, *, out: str, batch: str) -> None:
                    help=f"CPU threads; the weights depend on it, not on the machine (default {config.threads})")
     p.add_argument("--stats", default=None, metavar="FILE.json",
                    help="also write the pretraining statistics (and accuracy) as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar on a terminal (a log file still gets a line per tenth of the work)")
 
 
 def add_cli(sub) -> None:
@@ -127,7 +128,8 @@ def add_cli(sub) -> None:
                    metavar=("TRAIN", "VAL", "TEST"),
                    help=f"images per class in each split (default {d.train} {d.val} {d.test})")
     p.add_argument("--size", type=_positive_int, default=d.size, help=f"image size in pixels (default {d.size})")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar on a terminal (a log file still gets a line per tenth of the work)")
     p.set_defaults(func=_cmd_data)
 
     t = dsub.add_parser("teacher", help="pretrain the tiny CLIP teacher (dho-tiny-clip) on synthetic captions")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, OutputError
+from ..progress import Progress
 from .render import Attributes, benchmark_classes, render
 
 FOLDER_NAME = "shapes"
@@ -130,7 +131,6 @@ def generate_shapes(root: str | os.PathLike, params: ShapesParams = ShapesParams
     and renamed into place at the end, so ``root/shapes`` is never half-written; a stale
     copy (other parameters, or modified files) is replaced.
     """
-    from tqdm import tqdm
 
     params.validate()
     root = Path(root)
@@ -146,7 +146,7 @@ def generate_shapes(root: str | os.PathLike, params: ShapesParams = ShapesParams
     try:
         split_index: dict[str, list] = {}
         total = len(benchmark_classes()) * sum(params.per_class(s) for s in SPLITS)
-        bar = tqdm(total=total, desc="demo data", unit="img", disable=not progress)
+        bar = Progress(total, "demo data", unit="img", bar=progress, min_interval_s=5)
         for split in SPLITS:
             split_index[split] = []
             for label, attrs in enumerate(benchmark_classes()):

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import ConfigError, TrainingError
 from ..io import atomic_torch_save
+from ..progress import Progress
 from .render import BENCHMARK_SHAPES, BENCHMARK_TEXTURES, COLOUR_HUES, SHAPES, TEXTURES, Attributes, render
 from .teacher import _lr_factor, deterministic_torch, validate_pretraining
 
@@ -104,11 +105,10 @@ def render_pool(seed: int, start: int, count: int, size: int,
     and ``int64 [N, 3]`` (colour, texture, shape) labels, attributes uniform over
     :func:`pretraining_classes`.  Image ``i`` is seeded by ``(PRETRAIN_STREAM, seed, i)``."""
     import torch
-    from tqdm.auto import tqdm
 
     images, labels = [], []
-    for i in tqdm(range(start, start + count), desc="render student pretraining images", unit="img",
-                  disable=not progress):
+    rendering = Progress(count, "render student pretraining images", unit="img", bar=progress, min_interval_s=5)
+    for i in rendering.iterate(range(start, start + count)):
         rng = np.random.default_rng([PRETRAIN_STREAM, seed, i])
         a = Attributes(COLOURS[int(rng.integers(len(COLOURS)))],
                        PRETRAIN_TEXTURES[int(rng.integers(len(PRETRAIN_TEXTURES)))],
@@ -140,7 +140,6 @@ def pretrain_student(config: StudentPretrainConfig = StudentPretrainConfig(),
     wall times.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from ..models import build_student
 
@@ -159,8 +158,8 @@ def pretrain_student(config: StudentPretrainConfig = StudentPretrainConfig(),
         batch_gen = torch.Generator().manual_seed(config.seed)
         student.train()
         loss_value = float("nan")
-        bar = tqdm(range(config.steps), desc="pretrain demo student", unit="step", disable=not progress)
-        for step in bar:
+        bar = Progress(config.steps, "pretrain demo student", bar=progress)
+        for step in bar.iterate(range(config.steps)):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * _lr_factor(step, config.steps, config.warmup)
             idx = torch.randint(len(labels), (config.batch_size,), generator=batch_gen)
@@ -176,8 +175,7 @@ def pretrain_student(config: StudentPretrainConfig = StudentPretrainConfig(),
             optimizer.step()
             loss_value = loss.item()
             if step % 10 == 0 or step == config.steps - 1:
-                bar.set_postfix(loss=f"{loss_value:.3f}")
-        bar.close()
+                bar.set(loss=round(loss_value, 3))
         t_train = time.perf_counter() - t0 - t_render
         student.eval()
         accuracy = {}

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import ConfigError, TrainingError
 from ..io import atomic_torch_save
+from ..progress import Progress
 from .render import COLOUR_HUES, SHAPES, TEXTURES, Attributes, render
 
 MODEL_NAME = "dho-tiny-clip"
@@ -113,10 +114,9 @@ def pretraining_pool(seed: int, count: int, size: int,
     generator is seeded by ``(PRETRAIN_STREAM, seed, index)``: never a benchmark image.
     """
     import torch
-    from tqdm.auto import tqdm
 
     colours, images, attrs = list(COLOUR_HUES), [], []
-    for i in tqdm(range(count), desc="render pretraining images", unit="img", disable=not progress):
+    for i in Progress(count, "render pretraining images", unit="img", bar=progress, min_interval_s=5).iterate(range(count)):
         rng = np.random.default_rng([PRETRAIN_STREAM, seed, i])
         a = Attributes(colours[int(rng.integers(len(colours)))],
                        TEXTURES[int(rng.integers(len(TEXTURES)))],
@@ -163,7 +163,6 @@ def pretrain_tiny_clip(config: PretrainConfig = PretrainConfig(),
     """
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
 
     from ..models.clip import open_clip, preprocess_info
     from ..models.preprocess import InputAdapter
@@ -196,8 +195,8 @@ def pretrain_tiny_clip(config: PretrainConfig = PretrainConfig(),
         max_logit_scale = math.log(100.0)
         model.train()
         loss_value = float("nan")
-        bar = tqdm(range(config.steps), desc="pretrain tiny CLIP", unit="step", disable=not progress)
-        for step in bar:
+        bar = Progress(config.steps, "pretrain tiny CLIP", bar=progress)
+        for step in bar.iterate(range(config.steps)):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * _lr_factor(step, config.steps, config.warmup)
             idx = torch.randint(len(attrs), (config.batch_size,), generator=batch_gen)
@@ -221,8 +220,7 @@ def pretrain_tiny_clip(config: PretrainConfig = PretrainConfig(),
                 model.logit_scale.clamp_(0.0, max_logit_scale)
             loss_value = loss.item()
             if step % 10 == 0 or step == config.steps - 1:
-                bar.set_postfix(loss=f"{loss_value:.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
-        bar.close()
+                bar.set(loss=round(loss_value, 3), scale=round(model.logit_scale.exp().item(), 1))
     model.eval()
     stats = {
         "model": MODEL_NAME,
