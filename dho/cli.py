@@ -51,6 +51,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
                          "--pretrained openai --out teachers/dtd-zs.pt",),
     "teacher tip-adapter-f": ("python -m dho teacher tip-adapter-f --dataset dtd --root data --base teachers/dtd-zs.pt "
                               "--split-manifest dtd-4shot.json --out teachers/dtd-fs-4shot.pt",),
+    "teacher cache": ("python -m dho teacher cache --teacher teachers/dtd-zs.pt --spec spec.json "
+                      "--out cache/dtd-zs.npz",),
+    "linear-eval": ("python -m dho linear-eval --run-dir results/demo/runs/shapes/4shot/resnet18/zs/dho/seed1 "
+                    "--root results/demo/data --out linear.json",),
     "teacher eval": ("python -m dho teacher eval --dataset dtd --root data --teacher teachers/dtd-zs.pt --split test",),
     "demo": ("python -m dho demo data --root results/demo/data",),
     "demo data": ("python -m dho demo data --root results/demo/data --per-class 120 20 30",),
