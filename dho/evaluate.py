@@ -37,12 +37,9 @@ import torch
 
 from .errors import CheckpointError, ConfigError, DataError
 from .io import atomic_write_json
-from .rundir import read_complete_metrics
+from .rundir import METRICS_FILE, inspect_run
 
 EVAL_VERSION = 1
-#: metrics.json keys an evaluation needs (DESIGN.md "One run").
-NEEDED_METRICS = ("status", "spec_hash", "spec", "dataset", "labels", "student", "teacher", "method", "seed",
-                  "alpha", "beta", "test_acc")
 #: Keys of the evaluation JSON (``dho.results.evals`` reads these).
 EVAL_KEYS = ("status", "suite", "dataset", "labels", "split", "student", "teacher", "method", "seed", "spec_hash",
              "eval_dataset", "test_acc", "test_acc_ce", "test_acc_kd", "n_images", "n_classes", "alpha", "beta",
@@ -57,19 +54,15 @@ def _is_number(v: Any) -> bool:
 
 
 def read_done_metrics(run_dir: Path) -> dict[str, Any]:
-    """The run's complete ``metrics.json``; DataError naming the file otherwise."""
-    path = run_dir / "metrics.json"
-    m, why = read_complete_metrics(run_dir)
-    if m is None:
-        raise DataError(f"{run_dir} is not a finished run directory: {why}")
-    missing = [k for k in NEEDED_METRICS if k not in m]
-    if missing:
-        raise DataError(f"{path}: complete metrics.json lacks key(s) {', '.join(missing)} (see docs/DESIGN.md)")
-    for key in ("alpha", "beta", "test_acc"):
+    """The run's ``metrics.json`` if the run is done (:func:`dho.rundir.inspect_run`) and
+    carries the (alpha, beta) an evaluation combines the heads with; DataError otherwise."""
+    state = inspect_run(run_dir)
+    if not state.done:
+        raise DataError(f"{run_dir} is not a finished run directory: {state.why}")
+    m = state.metrics
+    for key in ("alpha", "beta"):
         if not _is_number(m[key]):
-            raise DataError(f"{path}: key '{key}' = {m[key]!r}: expected a number")
-    if not isinstance(m["spec"], dict):
-        raise DataError(f"{path}: key 'spec' = {m['spec']!r}: expected a mapping")
+            raise DataError(f"{run_dir / METRICS_FILE}: key '{key}' = {m[key]!r}: expected a number")
     return m
 
 

@@ -31,8 +31,9 @@ from typing import Any, Callable, Iterable
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from .errors import ConfigError, DataError, DhoError  # noqa: E402
+from .errors import ConfigError, DataError  # noqa: E402
 from .io import atomic_write_json, atomic_write_text  # noqa: E402
+from .rundir import load_done  # noqa: E402
 from .spec import RunSpec  # noqa: E402
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
@@ -360,24 +361,10 @@ def _to_float(v: Any) -> float | None:
 # ---------------------------------------------------------------------------------------
 # Done runs and the CLI
 # ---------------------------------------------------------------------------------------
-def load_done_metrics(run_dir: Path) -> dict[str, Any] | None:
-    """metrics.json of a done run (complete, spec_hash = hash of its own spec) or None."""
-    from .rundir import read_complete_metrics
-
-    m, _ = read_complete_metrics(run_dir)
-    if m is None:
-        return None
-    try:
-        spec = RunSpec.from_dict(m["spec"], source=str(Path(run_dir) / "metrics.json"))
-    except (DhoError, KeyError, TypeError):
-        return None
-    return m if m.get("spec_hash") == spec.hash else None
-
-
 def sync_run(run_dir: Path, uri: str | None = None) -> str | None:
     """Re-log a done run's files to MLflow (idempotent); returns the MLflow run id."""
     run_dir = Path(run_dir)
-    metrics = load_done_metrics(run_dir)
+    metrics = load_done(run_dir)
     if metrics is None:
         raise DataError(f"{run_dir} is not a done run (no complete metrics.json matching its spec)")
     spec = RunSpec.from_dict(metrics["spec"], source=str(run_dir / "metrics.json"))
@@ -414,7 +401,7 @@ def check_results(results_dir: Path, uri: str | None = None) -> tuple[int, list[
     for mfile in sorted(results_dir.rglob("metrics.json")):
         if is_artifact_copy(mfile.relative_to(results_dir)):
             continue
-        m = load_done_metrics(mfile.parent)
+        m = load_done(mfile.parent)
         if m is None:
             continue
         n += 1

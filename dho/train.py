@@ -55,17 +55,12 @@ from .progress import Progress, say
 from .rundir import load_done
 from .runtime import (derive_seed, exclusive_lock, file_sha256, git_commit, lr_factor, resolve_device, rng_state,
                       seed_everything, set_deterministic, set_rng_state, slurm_job_id)
-from .conflict import CONFLICT_COLUMNS, gradient_conflict
 from .spec import RunSpec, load_spec
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "lr", "val_acc_ce", "val_acc_kd", "val_acc", "alpha", "beta",
                    "grad_cosine")
 CHECKPOINT_KEYS = ("spec_hash", "epoch", "step", "model", "optimizer", "scheduler", "rng", "best", "history",
                    "grad_cosines", "train_seconds", "train_images", "wall_time_s")
-METRICS_KEYS = ("status", "spec_hash", "spec", "dataset", "labels", "student", "teacher", "method", "method_args",
-                "seed", "test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch", "epochs",
-                "teacher_test_acc", "grad_cosine_mean", "grad_cos_theta_mean", "grad_cos_w_mean", "grad_inner_mean",
-                "wall_time_s", "images_per_s", "gpu_hours", "device", "git_commit", "mlflow_run_id", "slurm_job_id")
 
 
 def _finite_mean(values: list[float]) -> float | None:

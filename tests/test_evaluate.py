@@ -186,7 +186,7 @@ def _copy_run(tiny, tmp_path) -> Path:
     ("no_metrics", DataError, r"is not a finished run directory: no metrics.json"),
     ("running", DataError, r"status is 'running', not 'complete'"),
     ("truncated_metrics", DataError, r"metrics.json is not valid JSON"),
-    ("missing_key", DataError, r"lacks key\(s\) alpha"),
+    ("missing_key", DataError, r"lacks contract key\(s\) alpha"),
     ("stale_spec", DataError, r"spec.json: spec hash .* differs"),
     ("corrupt_checkpoint", CheckpointError, r"checkpoint.pt is corrupt or truncated"),
     ("no_checkpoint", CheckpointError, r"checkpoint not found"),

@@ -19,6 +19,7 @@ from dho.cli import main as cli_main  # noqa: E402
 from dho.errors import ConfigError  # noqa: E402
 from dho.io import atomic_write_json  # noqa: E402
 from dho.spec import RunSpec  # noqa: E402
+from test_results_fakes import contract_metrics  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -180,9 +181,7 @@ def _fake_done_run(run_dir: Path, spec: RunSpec, test_acc: float) -> None:
     (run_dir / "history.csv").write_text("epoch,train_loss,lr,val_acc_ce,val_acc_kd,val_acc,alpha,beta,"
                                          "grad_cosine\n1,2.0,0.001,10,20,30,0.5,1.0,\n2,1.0,0.0,20,30,40,0.5,1.0,0.1\n")
     (run_dir / "grad_cosine.csv").write_text("step,cosine\n5,0.1\n")
-    atomic_write_json(run_dir / "metrics.json", {"status": "complete", "spec_hash": spec.hash,
-                                                 "spec": spec.to_dict(), "test_acc": test_acc,
-                                                 "mlflow_run_id": None})
+    atomic_write_json(run_dir / "metrics.json", contract_metrics(spec.to_dict(), spec.hash, test_acc=test_acc))
 
 
 def test_sync_then_check(tmp_path, capsys):

@@ -22,7 +22,7 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 import submitit  # noqa: E402
 
-from dho import runtime, train  # noqa: E402
+from dho import rundir, runtime, train  # noqa: E402
 from dho.job import TrainJob  # noqa: E402
 from dho.errors import CheckpointError, ConfigError, DataError, TrainingError  # noqa: E402
 from dho.spec import RunSpec  # noqa: E402
@@ -92,7 +92,7 @@ def test_run_writes_every_output(baseline):
                  "logits_test.npz", "mlflow_run_id", "metrics.json"):
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "metrics.json").read_text()) == json.loads(json.dumps(m))
-    assert set(m) == set(train.METRICS_KEYS)
+    assert set(m) == set(rundir.METRICS_KEYS) and rundir.load_done(run_dir, spec.hash) == json.loads(json.dumps(m))
     assert m["status"] == "complete" and m["spec_hash"] == spec.hash
     assert m["spec"] == spec.to_dict()
     assert (m["dataset"], m["labels"], m["student"], m["teacher"], m["method"], m["seed"]) == \

@@ -1,8 +1,8 @@
 """Collect finished run directories into one tidy table (``runs.csv``).
 
-A run directory is *done* iff its ``metrics.json`` parses and has
-``status == "complete"`` (see docs/DESIGN.md, "One run").  Anything else in a run
-folder is resumable state, never a result: such folders are skipped with a warning
+Which run directories are *done* is decided by :func:`dho.rundir.inspect_run` (the one
+reader of the contract, docs/DESIGN.md "One run").  Anything else in a run folder is
+resumable state, never a result: such folders are skipped with a warning
 (:class:`IncompleteRunWarning`) and never become rows.  A complete ``metrics.json`` that
 lacks contract keys, or holds a value of the wrong type, is a broken producer and raises
 :class:`~dho.errors.DataError` naming the file and the keys.
@@ -12,7 +12,6 @@ Every table and figure is derived from the resulting ``runs.csv`` only.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -22,18 +21,10 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..errors import DataError
-from ..rundir import read_complete_metrics
+from ..rundir import INVALID, METRICS_FILE, inspect_run
 from ..split import label_kind_rank, label_level
 from .heads import single_head_method
 from .tidy import TidyTable
-
-#: Keys every complete ``metrics.json`` must carry (DESIGN.md, "One run").
-METRICS_KEYS = (
-    "status", "spec_hash", "spec", "dataset", "labels", "student", "teacher", "method", "seed",
-    "test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch", "epochs",
-    "teacher_test_acc", "grad_cosine_mean", "wall_time_s", "images_per_s", "gpu_hours", "device",
-    "git_commit", "mlflow_run_id", "slurm_job_id",
-)
 
 #: Columns of ``runs.csv``, in order (DESIGN.md, "runs.csv").
 RUNS_COLUMNS = (
@@ -44,14 +35,6 @@ RUNS_COLUMNS = (
     "git_commit", "mlflow_run_id", "slurm_job_id", "run_dir",
 )
 
-_STRING_KEYS = ("spec_hash", "dataset", "labels", "student", "teacher", "method")
-_REQUIRED_NUMBER_KEYS = ("test_acc",)
-_OPTIONAL_NUMBER_KEYS = (
-    "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch",
-    "teacher_test_acc", "grad_cosine_mean", "wall_time_s", "gpu_hours",
-)
-#: Numbers a run may lack (written by newer runs only): checked when present.
-_LATER_NUMBER_KEYS = ("grad_cos_theta_mean", "grad_cos_w_mean", "grad_inner_mean")
 _OPTIONAL_ID_KEYS = ("git_commit", "mlflow_run_id", "slurm_job_id")
 #: Columns read back as text (so that e.g. a teacher named "none" or a job id stays as is).
 _TEXT_COLUMNS = ("suite", "dataset", "labels", "student", "teacher", "method", "spec_hash",
@@ -106,49 +89,21 @@ def _skip(run_dir: Path, why: str) -> None:
     warnings.warn(f"skipping {run_dir}: {why}", IncompleteRunWarning, stacklevel=3)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def read_metrics(run_dir: str | os.PathLike) -> dict | None:
-    """The run's complete ``metrics.json`` as a dict, or ``None`` (with a warning) if not done.
+    """The run's ``metrics.json`` if the run is done (:func:`dho.rundir.inspect_run`), else
+    ``None`` with a warning.
 
-    Raises :class:`DataError` if a complete file breaks the contract (missing keys,
-    wrong value types), naming the file.
+    Raises :class:`DataError` naming the file if a complete file breaks the contract
+    (missing keys, wrong value types): a broken producer, not an unfinished run.
     """
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.json"
-    metrics, why = read_complete_metrics(run_dir)
-    if metrics is None:
-        _skip(run_dir, why)
+    state = inspect_run(run_dir)
+    if state.state == INVALID:
+        raise DataError(f"{run_dir / METRICS_FILE}: {state.why}")
+    if not state.done:
+        _skip(run_dir, state.why)
         return None
-    missing = [k for k in METRICS_KEYS if k not in metrics]
-    if missing:
-        raise DataError(f"{path}: complete metrics.json lacks contract key(s) {', '.join(missing)} "
-                        f"(see docs/DESIGN.md, 'One run')")
-    bad = [f"'{k}' = {metrics[k]!r}: expected a non-empty string" for k in _STRING_KEYS
-           if not (isinstance(metrics[k], str) and metrics[k])]
-    bad += [f"'{k}' = {metrics[k]!r}: expected a number" for k in _REQUIRED_NUMBER_KEYS
-            if not _is_number(metrics[k])]
-    bad += [f"'{k}' = {metrics[k]!r}: expected a number or null" for k in _OPTIONAL_NUMBER_KEYS + _LATER_NUMBER_KEYS
-            if metrics.get(k) is not None and not _is_number(metrics[k])]
-    if not (isinstance(metrics["seed"], int) and not isinstance(metrics["seed"], bool)):
-        bad.append(f"'seed' = {metrics['seed']!r}: expected an integer")
-    if not isinstance(metrics["spec"], dict):
-        bad.append(f"'spec' = {metrics['spec']!r}: expected a mapping")
-    if bad:
-        raise DataError(f"{path}: key {'; key '.join(bad)}")
-    spec_json = run_dir / "spec.json"
-    if spec_json.is_file():
-        try:
-            current = json.loads(spec_json.read_text(encoding="utf-8")).get("spec_hash")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            current = None
-        if isinstance(current, str) and current != metrics["spec_hash"]:
-            _skip(run_dir, f"metrics.json is for spec {metrics['spec_hash']}, "
-                           f"but spec.json now holds spec {current} (stale result)")
-            return None
-    return metrics
+    return state.metrics
 
 
 def _row(metrics: dict, suite: str, run_dir: Path) -> dict:
