@@ -50,6 +50,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError, DataError, OutputError, TrainingError
 from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
+from .conflict import CONFLICT_COLUMNS, gradient_conflict
 from .methods.base import Batch
 from .progress import Progress, say
 from .rundir import load_done
