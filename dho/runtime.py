@@ -77,9 +77,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def lr_factor(step: int, total_steps: int, warmup: float, start_factor: float, schedule: str) -> float:
     """LR multiplier: linear warm-up from ``start_factor`` over ``warmup`` (fraction of all
-    steps if < 1, else a step count), then linear decay to 0 or cosine."""
+    steps if < 1, else a step count), then linear decay to 0 or cosine.
+
+    ``chained_cosine`` is the authors' ``train_imgnet_semi.py`` schedule, torch's
+    ``ChainedScheduler([LinearLR(start_factor, 1, warm), CosineAnnealingLR(total - warm)])``:
+    the warm-up factor times a cosine that starts at step 0 with period ``total - warm``
+    (so it reaches 0 at ``total - warm`` and rises again over the last ``warm`` steps)."""
     warm = int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
     warm = min(warm, total_steps)
+    if schedule == "chained_cosine":
+        linear = start_factor + (1.0 - start_factor) * min(step, warm) / warm if warm else 1.0
+        return linear * 0.5 * (1.0 + math.cos(math.pi * step / max(1, total_steps - warm)))
     if step < warm:
         return start_factor + (1.0 - start_factor) * step / warm
     progress = min(1.0, (step - warm) / max(1, total_steps - warm))

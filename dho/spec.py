@@ -55,7 +55,7 @@ class RunSpec:
     weight_decay: float = 0.01
     warmup: float = 0.1                      # < 1: fraction of all steps; >= 1: number of steps
     warmup_start_factor: float = 0.0
-    schedule: str = "linear"                 # "linear" decay | "cosine"
+    schedule: str = "linear"                 # "linear" decay | "cosine" | "chained_cosine" (dho.runtime)
     image_size: int = 224                    # augmentation resolution (shared crop)
     crop_scale_min: float = 0.5
     crop_interpolation: str = "bilinear"     # training crop resize: "bilinear" | "bicubic" (ImageNet scripts)
@@ -109,7 +109,8 @@ class RunSpec:
         need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
         need(self.warmup >= 0, "warmup", "a number >= 0 (fraction < 1 or steps >= 1)")
         need(0 <= self.warmup_start_factor <= 1, "warmup_start_factor", "a number in [0, 1]")
-        need(self.schedule in ("linear", "cosine"), "schedule", "'linear' or 'cosine'")
+        need(self.schedule in ("linear", "cosine", "chained_cosine"), "schedule",
+             "'linear', 'cosine' or 'chained_cosine'")
         need(self.epoch_length in ("labeled", "unlabeled"), "epoch_length", "'labeled' or 'unlabeled'")
         need(self.alpha_beta in ("search", "fixed"), "alpha_beta", "'search' or 'fixed'")
         need(self.epoch_select in ("best_val", "last"), "epoch_select", "'best_val' or 'last'")

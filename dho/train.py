@@ -239,7 +239,8 @@ class _Run:
         seed_everything(spec.seed)  # student initialisation (after the teacher: a live one draws init weights)
         self.student = build_student(spec.student, num_classes, heads=self.method.heads,
                                      pretrained=spec.student_pretrained, classnames=self.source.classnames,
-                                     templates=self.source.templates, **spec.student_kwargs)
+                                     templates=self.source.prompt_templates(spec.student_kwargs.get("prompts", "authors")),
+                                     **spec.student_kwargs)
         self.method.setup_student(self.student, self.method_args, self.teacher)  # method-owned parts
         self.student.to(self.device)
         from .data.views import Schedule

@@ -251,3 +251,19 @@ def test_clip_student_random_weights_and_resize():
     student = build_student("clip_tiny", 4, pretrained=False, model="dho-tiny-clip").eval()
     out = student(torch.rand(2, 3, 48, 48))
     assert out.ce.shape == (2, 4) and out.feature.shape == (2, student.feature_dim)
+
+
+def test_prompts_kwarg_picks_the_head_init_templates(tiny_clip_weights, tmp_path):
+    """student_kwargs.prompts names the prompt set (the run loop resolves it with the
+    dataset's prompt_templates); torchvision students have no heads to initialise."""
+    from dho.data import get_dataset
+
+    dtd = get_dataset("dtd", tmp_path)
+    heads = {}
+    for prompts in ("authors", "clip"):
+        s = build_student("clip_tiny", 3, classnames=CLASSES, templates=dtd.prompt_templates(prompts), model=TINY,
+                          weights=tiny_clip_weights, progress=False, prompts=prompts)
+        heads[prompts] = s.ce_head.weight.detach().clone()
+    assert not torch.allclose(heads["authors"], heads["clip"])
+    with pytest.raises(ConfigError, match=r"student 'resnet18': bad student_kwargs \['prompts'\]"):
+        build_student("resnet18", 3, pretrained=False, prompts="clip")

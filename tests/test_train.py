@@ -428,3 +428,22 @@ def test_run_continues_when_mlflow_is_down_then_syncs(assets, tmp_path, monkeypa
     assert json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())["mlflow_run_id"] == run_id
     assert MlflowClient(tracking_uri=uri).get_run(run_id).data.metrics["test_acc"] == m["test_acc"]
     assert check_results(tmp_path / "runs", uri) == (1, [])
+
+
+def test_chained_cosine_is_torchs_chained_scheduler():
+    """schedule chained_cosine = ChainedScheduler([LinearLR(0.01, 1, warm),
+    CosineAnnealingLR(total - warm)]) of train_imgnet_semi.py, step by step (incl. the
+    rise after total - warm)."""
+    total, warm, base = 60, 10, 5e-5
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    sched = torch.optim.lr_scheduler.ChainedScheduler([
+        torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.01, end_factor=1.0, total_iters=warm),
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, total - warm)])
+    torch_lrs = []
+    for _ in range(total + 1):
+        torch_lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    ours = [base * runtime.lr_factor(t, total, warm, 0.01, "chained_cosine") for t in range(total + 1)]
+    np.testing.assert_allclose(ours, torch_lrs, rtol=1e-6, atol=1e-15)
+    assert ours[total - warm] < 1e-12 < ours[total]  # the code's cosine rises again at the end

@@ -24,7 +24,9 @@ student_kwargs:
   anything else goes to torchvision's builder (e.g. ``width_mult`` for MobileNetV2).
 * CLIP (``clip_vit_b16``, ``clip_vit_l14_336``, ``clip_tiny``): ``language_init``,
   ``kd_head_align`` (default True), ``weights`` (a local open_clip weights file, used
-  instead of the ``openai`` tag), ``progress``; ``clip_tiny`` also ``model`` (an open_clip
+  instead of the ``openai`` tag), ``progress``, ``prompts`` (the prompt set the heads are
+  initialised from: ``authors`` or ``clip``; the run loop turns it into ``templates``
+  with :meth:`dho.data.source.DatasetSource.prompt_templates`); ``clip_tiny`` also ``model`` (an open_clip
   config name, default ``dho-tiny-clip``) and has no tag: ``pretrained`` needs ``weights``.
 
 An explicit ``weights`` file is loaded whatever ``pretrained`` says.
@@ -286,7 +288,7 @@ def _clip_student_from(name: str, source: str | None, num_classes: int, heads: i
 def _clip_student(model_name: str, tag: str) -> Callable[..., Student]:
     def build(num_classes: int, heads: int, pretrained: bool, classnames=None, templates=None,
               language_init: bool = True, kd_head_align: bool = True, weights: str | None = None,
-              progress: bool = True) -> Student:
+              progress: bool = True, prompts: str = "authors") -> Student:
         source = weights or (tag if pretrained else None)
         return _clip_student_from(model_name, source, num_classes, heads, classnames, templates,
                                   language_init, kd_head_align, progress)
@@ -296,7 +298,7 @@ def _clip_student(model_name: str, tag: str) -> Callable[..., Student]:
 
 def _clip_tiny(num_classes: int, heads: int, pretrained: bool, classnames=None, templates=None,
                language_init: bool = True, kd_head_align: bool = True, weights: str | None = None,
-               model: str = "dho-tiny-clip", progress: bool = True) -> Student:
+               model: str = "dho-tiny-clip", progress: bool = True, prompts: str = "authors") -> Student:
     if pretrained and not weights:
         raise ConfigError(f"CLIP student 'clip_tiny' ({model}) has no published weights: pass "
                           f"student_kwargs.weights=FILE or set student_pretrained false")
