@@ -1,4 +1,8 @@
-"""The submitit job of one training run (:class:`TrainJob`), submitted by :mod:`dho.launch`."""
+"""The submitit job of one training run (:class:`TrainJob`), submitted by :mod:`dho.launch`.
+
+This module imports no torch: the launcher that pickles the job and then waits for it
+stays small (it can be one of a hundred waiting on a login node); the trainer (and
+torch) is imported only when the job runs."""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from typing import Any
 import submitit
 
 from .spec import RunSpec
-from .train import run_training
 
 
 class TrainJob(submitit.helpers.Checkpointable):
@@ -15,6 +18,8 @@ class TrainJob(submitit.helpers.Checkpointable):
     with the same arguments and resumes from the last epoch checkpoint."""
 
     def __call__(self, spec_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
+        from .train import run_training
+
         return run_training(RunSpec.from_dict(spec_dict), run_dir)
 
     def checkpoint(self, spec_dict: dict[str, Any], run_dir: str) -> submitit.helpers.DelayedSubmission:

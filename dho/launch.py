@@ -7,8 +7,8 @@ any other ``dho`` command (teacher preparation, evaluation) the same way.
 impose a 2-minute default timeout and hide the GPUs).  Stopping the process stops it; a
 training run resumes from the run directory's checkpoint when launched again.
 
-``--launcher slurm`` submits a submitit callable (:class:`dho.job.TrainJob`, or
-:class:`CliJob` for a command) with ``submitit.AutoExecutor(cluster="slurm")`` (logs in
+``--launcher slurm`` submits a submitit callable (:class:`dho.job.TrainJob`, or :class:`CliJob`
+for a command; both torch-free until called in the job) with ``submitit.AutoExecutor(cluster="slurm")`` (logs in
 ``--log-dir/<job id>/``) and waits with a *bounded* wait: it polls ``squeue`` itself, never
 ``job.result()`` (which waits forever for a job killed by ``scancel``/OOM when SLURM
 accounting is off).  A training run is done only when the run directory's
@@ -44,7 +44,8 @@ from typing import Any, Callable, TypeVar
 import submitit
 
 from .errors import ConfigError, DhoError, OutputError, TrainingError
-from .io import atomic_write_json, file_lock
+from .io import atomic_write_json, file_lock, file_sha256
+from .job import TrainJob
 from .rundir import load_done
 from .spec import RunSpec, load_spec
 from .squeue import QueueView
@@ -99,8 +100,6 @@ def resolve_spec(spec: RunSpec) -> RunSpec:
     """Fill ``teacher_sha`` (first 16 hex digits of the teacher file's sha256) so that the
     spec hash changes whenever the teacher file does."""
     if spec.teacher_file and spec.teacher_sha is None:
-        from .runtime import file_sha256
-
         path = Path(spec.teacher_file)
         if not path.is_file():
             raise ConfigError(f"key 'teacher_file': teacher file not found: {path}")
@@ -112,8 +111,6 @@ def submit(spec: RunSpec, run_dir: str | Path, launcher: str = "local", request:
            log_dir: str | Path | None = None, poll_s: float = POLL_S, max_wait_min: float | None = None,
            grace_s: float = 30.0) -> dict[str, Any]:
     """Run ``spec`` into ``run_dir`` with ``launcher``; return its ``metrics.json`` content."""
-    from .job import TrainJob
-
     spec = resolve_spec(spec)
     run_dir = Path(run_dir)
     done = load_done(run_dir, spec.hash)
@@ -134,8 +131,6 @@ def submit(spec: RunSpec, run_dir: str | Path, launcher: str = "local", request:
 
 def _submit_or_attach(spec: RunSpec, run_dir: Path, request: SlurmRequest, log_dir: Path) -> dict[str, Any]:
     """The record of a live SLURM job training this run dir with this spec, or of a new one."""
-    from .job import TrainJob
-
     name = "dho-" + "-".join(str(v) for v in spec.tags.values()) if spec.tags else "dho-train"
     record = submit_or_attach(
         lock=run_dir / ".submit.lock", job_file=run_dir / JOB_FILE, identity={"spec_hash": spec.hash},
@@ -352,28 +347,40 @@ def _sidecar(done: Path, kind: str) -> Path:
     return done.parent / f".{done.name}.{kind}"
 
 
-def check_command(argv: list[str]) -> list[str]:
-    """``argv`` without a leading ``--``, checked against dho's parser here (so that a
-    usage error shows now, not in a SLURM job)."""
-    from .cli import build_parser
-
+def check_command(argv: list[str], isolated: bool = False) -> list[str]:
+    """``argv`` without a leading ``--``, checked against dho's parser (so that a usage
+    error shows now, not in a SLURM job).  ``isolated``: parse in a child process, so that
+    this one (which only waits) never imports the command's module and torch with it."""
     argv = list(argv[1:] if argv[:1] == ["--"] else argv)
     if not argv:
         raise CommandError("no command to launch: expected `dho submit-cmd [options] -- COMMAND ...`")
     if argv[0] in NOT_LAUNCHABLE:
         raise CommandError(f"`dho {argv[0]}` cannot be launched by submit-cmd (it launches work itself)")
-    parser = build_parser()
+    if not isolated:
+        _check_usage(argv)
+        return argv
+    p = subprocess.run([sys.executable, "-m", "dho.launch", *argv], capture_output=True, text=True)
+    if p.returncode != 0:
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        raise CommandError(lines[-1] if lines else f"cannot check `dho {' '.join(argv)}` (exit {p.returncode})")
+    return argv
+
+
+def _check_usage(argv: list[str]) -> None:
+    """Raise :class:`CommandError` with the parser's last line if ``dho ARGV`` is a usage error
+    or only prints help (imports the command's module only)."""
+    from .cli import build_parser
+
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
-            parser.parse_args(argv)
+            build_parser(argv[0]).parse_args(argv)
         except SystemExit as e:
             if e.code:
                 lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
                 raise CommandError(f"bad command `dho {' '.join(argv)}`: "
                                    f"{lines[-1] if lines else 'usage error'}") from None
             raise CommandError(f"`dho {' '.join(argv)}` only prints help: nothing to launch") from None
-    return argv
 
 
 def submit_command(argv: list[str], done: str | Path, launcher: str = "local", request: SlurmRequest | None = None,
@@ -382,7 +389,7 @@ def submit_command(argv: list[str], done: str | Path, launcher: str = "local", r
     """Run ``dho ARGV`` with ``launcher`` until it exits 0 and ``done`` exists; return
     ``{"rc": 0, "job_id": ...}``.  A failure raises :class:`CommandError` (the command's
     error line) or :class:`TrainingError` (job lost / out of time, with the log tail)."""
-    argv = check_command(argv)
+    argv = check_command(argv, isolated=launcher == "slurm")
     done = Path(done).absolute()
     if launcher == "local":
         rc, error = run_command(argv)
@@ -529,3 +536,11 @@ def add_cli(sub) -> None:
     c.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
                    help="the dho command and its arguments, after `--`")
     c.set_defaults(func=_cmd_submit_cmd)
+
+
+if __name__ == "__main__":  # `python -m dho.launch ARGV`: the isolated usage check of check_command
+    try:
+        _check_usage(sys.argv[1:])
+    except CommandError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)

@@ -1,25 +1,22 @@
 """Runtime utilities of a training run: device, seeding and RNG state, the learning-rate
-schedule, git/SLURM ids, file hashing and the run-directory lock.
+schedule, git/SLURM ids (file hashing and locks: :mod:`dho.io`).
 
 Nothing here knows about specs, models or MLflow; :mod:`dho.train` uses these pieces.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import math
 import os
 import random
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import ConfigError, OutputError
+from .errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,26 +107,3 @@ def slurm_job_id() -> str | None:
     if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
         return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
     return env.get("SLURM_JOB_ID") or None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (blocks until other holders release it)."""
-    try:
-        f = open(path, "a")
-    except OSError as e:  # read-only or foreign run directory
-        raise OutputError(f"cannot write {path}: {e.strerror}") from None
-    with f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -49,12 +49,12 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError, ConfigError, DataError, OutputError, TrainingError
-from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
+from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text, file_lock, file_sha256
 from .conflict import CONFLICT_COLUMNS, gradient_conflict
 from .methods.base import Batch
 from .progress import Progress, say
 from .rundir import load_done
-from .runtime import (derive_seed, exclusive_lock, file_sha256, git_commit, lr_factor, resolve_device, rng_state,
+from .runtime import (derive_seed, git_commit, lr_factor, resolve_device, rng_state,
                       seed_everything, set_deterministic, set_rng_state, slurm_job_id)
 from .spec import RunSpec, load_spec
 
@@ -125,7 +125,7 @@ def run_training(spec: RunSpec, run_dir: str | os.PathLike | None = None) -> dic
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create run directory {run_dir}: {e.strerror}") from None
-    with exclusive_lock(run_dir / ".lock"):
+    with file_lock(run_dir / ".lock"):
         done = load_done(run_dir, spec.hash)
         if done is not None:
             return done

@@ -153,6 +153,8 @@ def test_slurm_relaunch_attaches_to_the_live_job(tmp_path, env, cancel_leftover_
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     attached = second.stderr.readline()
     assert attached == f"{out}: attaching to SLURM job {jid} ({state})\n", attached
+    # a waiting launcher never loads torch (its usage check of `dho demo teacher` ran in a child)
+    assert "libtorch" not in Path(f"/proc/{second.pid}/maps").read_text()
     subprocess.run(["scontrol", "resume" if state == "SUSPENDED" else "release", jid], check=True)
     stdout, stderr = second.communicate(timeout=120)
     assert second.returncode == 0, stderr

@@ -61,6 +61,10 @@ def squeue(jid: str) -> str:
 
 def test_slurm_submit_records_job_and_logs(shapes_root, tmp_path, env):
     proc, run_dir = start_submit(tiny_spec(shapes_root, tmp_path, epochs=1), tmp_path, "run", env)
+    wait_for(lambda: job_id(run_dir), 60, "the job id")
+    # the waiting launcher has submitted the job and never loads torch (cheap to keep 100 of)
+    maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    assert proc.poll() is None and "libtorch" not in maps
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     metrics = json.loads((run_dir / "metrics.json").read_text())

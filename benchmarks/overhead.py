@@ -1,0 +1,153 @@
+"""Benchmark 4: per-run overhead (process start, imports, MLflow, file writes) as a
+fraction of one demo run.
+
+    python -m benchmarks.overhead                  # one demo-sized dho run, 3 times
+    python -m benchmarks.overhead --repeat 5 --json overhead.json
+
+Setup (not timed): a scratch copy of the workflow whose ``demo`` suite is cut to one
+cell (4 shots, ResNet-18, zero-shot teacher, dho, seed 1) with 5-step teacher/student
+pretraining (their quality does not change a run's cost); ``snakemake --cores 1`` builds
+its data, teacher, student weights, split and MLflow store and trains the run once.
+
+Measured: the run is deleted and run again ``--repeat`` times exactly as the workflow's
+rule runs it (``python -m dho submit --launcher local --spec SPEC --out RUN_DIR``), in a
+child process that times its own sections:
+
+- start: from spawning the process to its first line (interpreter start-up);
+- imports: ``dho.cli`` and what a run loads (torch, torchvision, the dho modules);
+- mlflow: every :class:`dho.tracking.RunTracker` call (start, per-epoch logging, finish,
+  and the import of mlflow they trigger);
+- writes: every atomic file write (:func:`dho.io.atomic_path`: checkpoints, CSVs,
+  spec/metrics JSON, logits) outside MLflow calls;
+- exit: from the child's last line to its exit (interpreter teardown);
+- run: everything else (data checks, model build, training, validation, test).
+
+overhead = start + imports + mlflow + writes + exit; the fraction is overhead / total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from .common import REPO, Timers, bench_env, machine, machine_line, table, write_json
+
+RUN = "shapes/4shot/resnet18/zs/dho/seed1"
+SECTIONS = ("start", "imports", "mlflow", "writes", "exit")
+
+
+def prepare(scratch: Path, epochs: int | None) -> tuple[Path, Path]:
+    """Cut the demo suite to one run, build it once; (spec file, run dir)."""
+    for name in ("Snakefile", "config.yaml", "workflow", "profiles"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, scratch / name)
+    cfg = yaml.safe_load((scratch / "config.yaml").read_text())
+    demo = cfg["suites"]["demo"]
+    demo["demo"]["teacher_args"] = ["--quiet", "--steps", "5"]
+    demo["demo"]["student_args"] = ["--quiet", "--steps", "5"]
+    demo.update(labels={"shots": [4]}, seeds=[1], methods={"dho": {}})
+    demo["teachers"] = {"zs": demo["teachers"]["zs"]}
+    if epochs:
+        demo["train"]["epochs"] = epochs
+    (scratch / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    target = f"results/demo/runs/{RUN}/metrics.json"
+    p = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--cores", "1", "--config", "suite=demo",
+                        target], cwd=scratch, env=bench_env(), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit("setup failed: " + " | ".join((p.stdout + p.stderr).strip().splitlines()[-5:]))
+    return scratch / f"results/demo/specs/{RUN}.json", scratch / f"results/demo/runs/{RUN}"
+
+
+def _instrument(timers: Timers) -> None:
+    """Time RunTracker calls as 'mlflow' and atomic writes as 'writes' (outermost wins)."""
+    import dho.io
+    from dho.tracking import RunTracker
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            with timers.section(name):
+                return fn(*a, **k)
+        return wrapper
+
+    for attr in ("start", "log_epoch", "log_grad_cosines", "log_metrics", "log_series", "finish", "sync_history"):
+        if hasattr(RunTracker, attr):
+            setattr(RunTracker, attr, timed("mlflow", getattr(RunTracker, attr)))
+    original = dho.io.atomic_path
+
+    @contextlib.contextmanager
+    def atomic_path(path):
+        with timers.section("writes"), original(path) as tmp:
+            yield tmp
+
+    for module in [m for name, m in sys.modules.items() if name.startswith("dho")]:
+        if getattr(module, "atomic_path", None) is original:
+            module.atomic_path = atomic_path
+
+
+def child(spec: str, run_dir: str, out: str) -> None:
+    """One run as the workflow runs it, timing its own sections into ``out`` (JSON)."""
+    t_first = time.time()
+    timers = Timers()
+    with timers.section("imports"):
+        from dho.cli import main
+        import dho.launch, dho.train, dho.tracking, dho.methods, dho.models, dho.data  # noqa: E401,F401
+        import torch, torchvision  # noqa: E401,F401
+    _instrument(timers)
+    rc = main(["submit", "--launcher", "local", "--spec", spec, "--out", run_dir])
+    Path(out).write_text(json.dumps({"rc": rc, "first": t_first, "last": time.time(), **timers.total}))
+
+
+def measure(spec: Path, run_dir: Path, scratch: Path) -> dict:
+    shutil.rmtree(run_dir)
+    out = scratch / "child.json"
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "-m", "benchmarks.overhead", "--child", str(spec), str(run_dir), str(out)],
+                       cwd=scratch, env=bench_env(), capture_output=True, text=True)
+    t_end = time.time()
+    if p.returncode != 0:
+        raise SystemExit("measured run failed: " + " | ".join(p.stderr.strip().splitlines()[-5:]))
+    c = json.loads(out.read_text())
+    row = {"total_s": t_end - t0, "start": c["first"] - t0, "exit": t_end - c["last"],
+           **{k: c.get(k, 0.0) for k in ("imports", "mlflow", "writes")}}
+    row["overhead_s"] = sum(row[k] for k in SECTIONS)
+    row["run"] = row["total_s"] - row["overhead_s"]
+    row["overhead_fraction"] = row["overhead_s"] / row["total_s"]
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:2] == ["--child"]:
+        child(*sys.argv[2:5])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3, help="measured runs (default 3); the median is reported")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs of the run (default: the demo's)")
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    args = ap.parse_args(argv)
+    print(machine_line())
+    scratch = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    try:
+        spec, run_dir = prepare(scratch, args.epochs)
+        rows = [measure(spec, run_dir, scratch) for _ in range(args.repeat)]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    median = {k: sorted(r[k] for r in rows)[len(rows) // 2] for k in rows[0]}
+    cols = ["total_s", "run", *SECTIONS, "overhead_s", "overhead_fraction"]
+    print(f"one demo run ({RUN}), {args.repeat} times; median last")
+    print(table([*rows, {**median, "what": "median"}], ["what", *cols]))
+    write_json(args.json, {"benchmark": "overhead", "machine": machine(), "run": RUN, "rows": rows,
+                           "median": median})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
