@@ -26,7 +26,8 @@ COMMANDS = {
     "mlflow-server": "dho.mlflow_server", "mlflow-init": "dho.tracking", "mlflow-sync": "dho.tracking",
     "mlflow-check": "dho.tracking",
     "collect": "dho.results.cli", "tables": "dho.results.cli", "figures": "dho.results.cli",
-    "rechoose": "dho.results.cli", "collect-evals": "dho.results.cli", "ood-tables": "dho.results.cli",
+    "rechoose": "dho.results.cli", "readme-results": "dho.results.cli", "collect-evals": "dho.results.cli",
+    "ood-tables": "dho.results.cli",
     "evaluate": "dho.evaluate",
     "linear-eval": "dho.linear_eval",
 }
@@ -75,6 +76,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "tables": ("python -m dho tables --runs results/demo/runs.csv --out-dir results/demo/tables",),
     "figures": ("python -m dho figures --runs results/demo/runs.csv --out-dir results/demo/figures",),
     "rechoose": ("python -m dho rechoose --runs results/demo/runs.csv --out results/demo/rechoose.csv",),
+    "readme-results": ("python -m dho readme-results --suite demo",
+                       "python -m dho readme-results --suite ci --readme docs/ci.md --no-figures"),
     "collect-evals": ("python -m dho collect-evals --suite ood --evals-root results/ood/evals --out results/ood/evals.csv",),
     "ood-tables": ("python -m dho ood-tables --evals results/ood/evals.csv --out-dir results/ood/tables",),
     "evaluate": ("python -m dho evaluate --run-dir results/imagenet_semi/runs/<run> --dataset imagenet_v2 "

@@ -104,6 +104,15 @@ def _ood_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _readme_results(args: argparse.Namespace) -> int:
+    from .readme import write_readme_results
+
+    figures = None if args.no_figures else (args.figures_dir or f"docs/{args.suite}")
+    for path in write_readme_results(args.readme, args.results, args.suite, figures):
+        print(f"wrote {path}")
+    return 0
+
+
 def add_cli(sub: argparse._SubParsersAction) -> None:
     """Add ``collect``, ``tables``, ``figures``, ``rechoose``, ``collect-evals`` and ``ood-tables``."""
     p = sub.add_parser("collect", help="collect finished run directories into runs.csv")
@@ -132,6 +141,15 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", action="append",
                    help="method to include (repeatable; default: the registered two-head methods)")
     p.set_defaults(func=_rechoose)
+
+    p = sub.add_parser("readme-results", help="rewrite README.md's results block of a suite from its runs.csv "
+                       "and rechoose.csv")
+    p.add_argument("--suite", required=True, help="suite whose results/<suite>/ files are used")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--readme", default="README.md", help="the file holding the block's markers (default: README.md)")
+    p.add_argument("--figures-dir", help="where the figures are copied, relative to the README (default docs/SUITE)")
+    p.add_argument("--no-figures", action="store_true", help="neither copy nor show the figures")
+    p.set_defaults(func=_readme_results)
 
     p = sub.add_parser("collect-evals", help="collect `dho evaluate` records into evals.csv")
     p.add_argument("--suite", help="suite name written in the 'suite' column (default: each run's suite tag)")

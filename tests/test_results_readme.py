@@ -1,0 +1,110 @@
+"""dho readme-results: the README's results block from runs.csv / rechoose.csv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dho.cli import main
+from dho.errors import ConfigError
+from dho.results.collect import collect_runs, write_runs_csv
+from dho.results.readme import claims, markers, replace_block
+from dho.results.rechoose import rechoose, write_rechoose
+from dho.results.tables import write_tables
+from test_results_fakes import make_run
+
+ROOT = Path(__file__).resolve().parents[1]
+# (method, teacher, labels) -> test accuracy of seeds 1, 2
+ACC = {("dho", "zs", "1shot"): (40.0, 42.0), ("kd", "zs", "1shot"): (38.0, 37.0),
+       ("dho", "zs", "4shot"): (45.0, 47.0), ("kd", "zs", "4shot"): (46.0, 48.0),
+       ("ce", "none", "1shot"): (30.0, 31.0), ("ce", "none", "4shot"): (44.0, 50.0)}
+COSINE = {"dho": 0.05, "kd": -0.3}
+
+
+@pytest.fixture
+def results(tmp_path):
+    runs_root = tmp_path / "runs"
+    for (method, teacher, labels), accs in ACC.items():
+        for seed, acc in enumerate(accs, 1):
+            make_run(runs_root, dataset="shapes", student="resnet18", method=method, teacher=teacher,
+                     labels=labels, seed=seed, test_acc=acc,
+                     teacher_test_acc=None if teacher == "none" else 39.0,
+                     grad_cosine_mean=COSINE.get(method), logits=(40, 4) if method == "dho" else None)
+    suite = tmp_path / "results" / "demo"
+    runs = collect_runs(runs_root, "demo")
+    write_runs_csv(runs, suite / "runs.csv")
+    write_rechoose(runs, suite / "rechoose.csv")
+    write_tables(runs, suite / "tables")
+    return tmp_path / "results", runs
+
+
+def _readme(tmp_path, suite="demo"):
+    begin, end = markers(suite)
+    path = tmp_path / "README.md"
+    path.write_text(f"# Title\n\ntext before\n\n{begin}\nhand-typed 99.9\n{end}\n\ntext after\n")
+    return path
+
+
+def _rows(md: str) -> list[list[str]]:
+    return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in md.splitlines() if ln.startswith("|")]
+
+
+def test_block_is_rewritten_from_the_results_and_nothing_else_changes(results, tmp_path, capsys):
+    results_dir, _ = results
+    readme = _readme(tmp_path)
+    args = ["readme-results", "--suite", "demo", "--results", str(results_dir), "--readme", str(readme),
+            "--no-figures"]
+    assert main(args) == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\ntext before\n\n<!-- BEGIN results suite=demo")
+    assert text.endswith("<!-- END results suite=demo -->\n\ntext after\n")
+    assert "hand-typed" not in text
+    # the accuracy table is the comparison table's own rows (one generator for both)
+    comparison = (results_dir / "demo" / "tables" / "comparison.md").read_text()
+    table_rows = _rows(comparison)
+    block_rows = _rows(text)
+    assert block_rows[:len(table_rows)] == table_rows
+    assert ["DHO", "**41.0 ± 1.4**", "46.0 ± 1.4"] in block_rows
+    assert main(args) == 0 and readme.read_text() == text  # idempotent
+
+
+def test_claims_are_computed_from_the_numbers(results):
+    _, runs = results
+    table = claims(runs, rechoose(runs)).set_index("claim")
+    assert table.loc["DHO above the teacher", "verdict"] == "holds"  # 41.0 and 46.0 vs 39.0
+    assert table.loc["DHO ≥ KD (logit)", "verdict"] == "holds in 1 of 2 cells"  # 41.0 vs 37.5; 46.0 vs 47.0
+    assert "4 shots: DHO 46.0 vs KD (logit) 47.0 (within 2 std)" in table.loc["DHO ≥ KD (logit)", "numbers"]
+    above_ce = table.loc["KD (logit) and DHO above CE"]
+    assert above_ce["verdict"] == "holds in 1 of 2 cells"  # 4 shots: CE 47.0 beats DHO 46.0
+    assert "zero-shot, 1 shot: 37.5 / 41.0 vs 30.5" in above_ce["numbers"]
+    conflict = [c for c in table.index if c.startswith("less gradient conflict")][0]
+    assert table.loc[conflict, "verdict"] == "holds"
+
+
+def test_figures_are_copied_next_to_the_readme_and_shown(results, tmp_path):
+    results_dir, runs = results
+    from dho.results.figures import write_figures
+
+    write_figures(runs, results_dir / "demo" / "figures")
+    readme = _readme(tmp_path)
+    assert main(["readme-results", "--suite", "demo", "--results", str(results_dir), "--readme", str(readme)]) == 0
+    assert (tmp_path / "docs" / "demo" / "accuracy_vs_labels.png").is_file()
+    assert "![accuracy vs labels](docs/demo/accuracy_vs_labels.png)" in readme.read_text()
+
+
+def test_missing_markers_or_results_are_one_line_errors(results, tmp_path, capsys):
+    results_dir, _ = results
+    with pytest.raises(ConfigError, match="needs exactly one line '<!-- BEGIN results suite=ci"):
+        replace_block("# no markers\n", "ci", "x")
+    readme = _readme(tmp_path, "demo")
+    assert main(["readme-results", "--suite", "ci", "--results", str(results_dir), "--readme", str(readme)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_project_readme_has_the_demo_block():
+    text = (ROOT / "README.md").read_text()
+    begin, end = markers("demo")
+    assert text.count(begin) == 1 and text.count(end) == 1
+    block = text.split(begin, 1)[1].split(end, 1)[0]
+    assert block.lstrip().startswith("From `results/demo/runs.csv`") or "readme-results" in block
