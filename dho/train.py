@@ -237,9 +237,11 @@ class _Run:
         if self.method.needs_teacher and self.teacher is None:
             raise ConfigError(f"method '{spec.method}' needs a teacher: set key 'teacher_file'")
         seed_everything(spec.seed)  # student initialisation (after the teacher: a live one draws init weights)
+        prompts = spec.student_kwargs.get("prompts", "authors")  # head init of CLIP students
         self.student = build_student(spec.student, num_classes, heads=self.method.heads,
-                                     pretrained=spec.student_pretrained, classnames=self.source.classnames,
-                                     templates=self.source.prompt_templates(spec.student_kwargs.get("prompts", "authors")),
+                                     pretrained=spec.student_pretrained,
+                                     classnames=self.source.prompt_classnames(prompts),
+                                     templates=self.source.prompt_templates(prompts),
                                      **spec.student_kwargs)
         self.method.setup_student(self.student, self.method_args, self.teacher)  # method-owned parts
         self.student.to(self.device)

@@ -40,3 +40,26 @@ def test_imagenet_uses_the_7_template_ensemble(name, tmp_path):
 def test_unknown_prompt_set_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"prompts = 'coop': expected one of authors, clip"):
         get_dataset("dtd", tmp_path).prompt_templates("coop")
+
+
+def _imagenet_classnames_file(root, wnids):
+    folder = root / "imagenet"
+    for split in ("train", "val"):  # empty class folders: only the names matter here
+        for w in wnids:
+            (folder / "images" / split / w).mkdir(parents=True)
+    (folder / "classnames.txt").write_text("".join(f"{w} coop name {i}\n" for i, w in enumerate(wnids)))
+
+
+def test_imagenet_prompts_use_the_authors_class_names(tmp_path):
+    """The authors prompt ImageNet with the refined names of datasets/imagenet.py (the
+    same list as open_clip's IMAGENET_CLASSNAMES), label i = i-th sorted wnid."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    _imagenet_classnames_file(tmp_path / "a", wnids)
+    source = get_dataset("imagenet", tmp_path / "a")
+    assert source.classnames[1] == "coop name 1"  # tables and teacher files keep these
+    assert source.prompt_classnames() == list(IMAGENET_CLASSNAMES) and source.prompt_classnames()[0] == "tench"
+    assert source.prompt_classnames("clip") == source.classnames
+    _imagenet_classnames_file(tmp_path / "b", wnids[::-1])  # not the standard order: names kept
+    assert get_dataset("imagenet", tmp_path / "b").prompt_classnames() == get_dataset("imagenet", tmp_path / "b").classnames

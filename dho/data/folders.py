@@ -71,6 +71,9 @@ class ClassFolderDataset(DatasetSource):
     folder_key: str = "wnid"
     partial: bool = False
     items_from_listing = True
+    # ImageNet-1k and its OOD sets: the authors prompt with the refined class names of their
+    # datasets/imagenet.py (= open_clip's IMAGENET_CLASSNAMES, in sorted-wnid order)
+    imagenet_prompt_names: bool = False
 
     @property
     def classnames_path(self) -> Path:
@@ -87,6 +90,19 @@ class ClassFolderDataset(DatasetSource):
             return None
         labels = {label for split in self.splits for _, label in self._load().items[split]}
         return sorted(labels)
+
+    def prompt_classnames(self, prompts: str = "authors") -> list[str]:
+        """ImageNet with its 1000 classes in sorted-wnid order and prompt set ``authors``:
+        the authors' refined names (open_clip ``IMAGENET_CLASSNAMES``); else :attr:`classnames`."""
+        names = super().prompt_classnames(prompts)
+        if not (self.imagenet_prompt_names and prompts == "authors" and len(names) == 1000):
+            return names
+        wnids = [wnid for wnid, _ in read_classnames(self.classnames_path, [])]
+        if wnids != sorted(wnids):
+            return names
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        return list(IMAGENET_CLASSNAMES)
 
     def _scan(self, problems: list[str]) -> Index:
         pairs = read_classnames(self.classnames_path, problems)

@@ -141,6 +141,12 @@ class DatasetSource:
     def class_subset(self) -> list[int] | None:
         return None
 
+    def prompt_classnames(self, prompts: str = "authors") -> list[str]:
+        """The class names put into the prompts (:attr:`classnames` unless a dataset
+        knows the names the authors prompted with: ImageNet)."""
+        self.prompt_templates(prompts)  # checks the name
+        return self.classnames
+
     def prompt_templates(self, prompts: str = "authors") -> list[str]:
         """The prompt templates of the named set (``dho.data.templates.PROMPT_SETS``)."""
         from .templates import PROMPT_SETS

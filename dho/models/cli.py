@@ -41,7 +41,8 @@ def _cmd_zeroshot(args) -> int:
     source = get_dataset(args.dataset, args.root)
     teacher = build_zeroshot_teacher(args.model, args.pretrained, source.classnames,
                                      source.prompt_templates(args.prompts), device=_device(args.device),
-                                     progress=not args.quiet, text_norm=args.text_norm)
+                                     progress=not args.quiet, text_norm=args.text_norm,
+                                     prompt_names=source.prompt_classnames(args.prompts))
     save_teacher(teacher, args.out)
     print(f"zero-shot teacher {args.model} ({args.pretrained}), {teacher.num_classes} classes, "
           f"prompts {args.prompts} -> {args.out}")

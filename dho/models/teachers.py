@@ -176,9 +176,10 @@ def default_text_norm(model: str, pretrained: str) -> str:
 
 def build_zeroshot_teacher(model: str, pretrained: str, classnames: Sequence[str], templates: Sequence[str],
                            device: str | torch.device = "cpu", progress: bool = True,
-                           text_norm: str = "auto") -> ZeroShotTeacher:
+                           text_norm: str = "auto", prompt_names: Sequence[str] | None = None) -> ZeroShotTeacher:
     """Zero-shot CLIP teacher from open_clip ``model`` with ``pretrained`` = tag or local file;
-    ``text_norm``: one of :data:`~dho.models.clip.TEXT_NORMS` or "auto" (:func:`default_text_norm`)."""
+    ``text_norm``: one of :data:`~dho.models.clip.TEXT_NORMS` or "auto" (:func:`default_text_norm`);
+    ``prompt_names``: the names put into the prompts (default ``classnames``, which the file keeps)."""
     if text_norm == "auto":
         text_norm = default_text_norm(model, pretrained)
     if text_norm not in TEXT_NORMS:
@@ -187,7 +188,8 @@ def build_zeroshot_teacher(model: str, pretrained: str, classnames: Sequence[str
         raise ConfigError(f"teacher '{model}': pretrained is empty: expected an open_clip tag or a "
                           f"weights file (the teacher file re-creates the image tower from it)")
     clip_model = create_clip(model, pretrained, device).eval()
-    W = text_classifier(clip_model, model, classnames, templates, progress=progress, norm=text_norm)
+    W = text_classifier(clip_model, model, list(prompt_names or classnames), templates, progress=progress,
+                        norm=text_norm)
     return ZeroShotTeacher(clip_model.visual, _adapter_for(clip_model), W, model, pretrained, classnames)
 
 

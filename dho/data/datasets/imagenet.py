@@ -19,5 +19,6 @@ class ImageNet(ClassFolderDataset):
     split_dirs = {"train": "train", "val": "val", "test": "val"}
     val_is_test = True      # no validation split of its own (dho.protocol)
     imagenet_train = True   # its train split is ImageNet-1k train (label leak check)
+    imagenet_prompt_names = True
     clip_templates = templates.CLIP_IMAGENET
     templates = templates.IMAGENET

@@ -24,6 +24,7 @@ class _ImageNetTestSet(ClassFolderDataset):
     split_dirs = {"test": ""}
     clip_templates = templates.CLIP_IMAGENET
     templates = templates.IMAGENET
+    imagenet_prompt_names = True
 
 
 @DATASETS.register("imagenet_v2", help="ImageNetV2 matched-frequency (test only, 1000 classes)")
