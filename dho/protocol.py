@@ -38,6 +38,12 @@ def label_leak(dataset: str, student: str, pretrained: bool, student_kwargs: dic
             and not student_kwargs.get("weights"))
 
 
+def val_is_test(dataset: str) -> bool:
+    """True when ``dataset``'s "val" split is its test set (ImageNet)."""
+    cls = _dataset_class(dataset)
+    return bool(cls is not None and getattr(cls, "val_is_test", False))
+
+
 def check_protocol(spec, source: str = "spec") -> None:
     """ConfigError (one line) for a label-leaked student or a choice made on test images."""
     if label_leak(spec.dataset, spec.student, spec.student_pretrained, spec.student_kwargs):
@@ -45,8 +51,7 @@ def check_protocol(spec, source: str = "spec") -> None:
             f"{source}: student '{spec.student}' with its ImageNet-supervised weights on dataset "
             f"'{spec.dataset}' is label-leaked (it has seen every ImageNet label): use student "
             f"'dino_resnet50' or student_pretrained false (the paper's Table 1 students)")
-    cls = _dataset_class(spec.dataset)
-    if cls is None or not getattr(cls, "val_is_test", False) or spec.test_selection:
+    if not val_is_test(spec.dataset) or spec.test_selection:
         return
     chosen = [f"{k} = {getattr(spec, k)!r}" for k, bad in (("alpha_beta", "search"), ("epoch_select", "best_val"))
               if getattr(spec, k) == bad]

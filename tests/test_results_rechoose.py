@@ -103,3 +103,16 @@ def test_entropy_alpha_hand_case():
     assert combine_heads_entropy(ce, kd).numpy()[0] == pytest.approx([2 / 3 + 1 / 6, 1 / 6], rel=1e-6)
     # equal heads: alpha 1/2
     assert float(entropy_alpha(kd, kd)[0]) == pytest.approx(0.5)
+
+
+def test_markdown_says_when_val_is_the_test_set(tmp_path):
+    """ImageNet's val is its test set: the re-chosen 'searched on val' row is flagged."""
+    from dho.results.rechoose import to_markdown
+
+    root = tmp_path / "runs"
+    make_run(root, method="dho", dataset="imagenet", logits=(20, 3))
+    make_run(root, method="dho", dataset="dtd", logits=(20, 3))
+    md = to_markdown(rechoose(collect_runs(root, "demo")))
+    assert "ImageNet: val is the test set" in md and "DTD: val" not in md
+    md_dtd = to_markdown(rechoose(collect_runs(root, "demo").query("dataset == 'dtd'")))
+    assert "val is the test set" not in md_dtd

@@ -111,6 +111,12 @@ def to_markdown(table: pd.DataFrame) -> str:
              "CE head / KD head: one head alone (Fig. 6)", "mean ± std over seeds (n = seeds)"]
     if table.empty:
         return markdown_document(title, notes, pd.DataFrame(), 0).replace("(no rows)", "No dual-head run with saved logits.")
+    from ..protocol import val_is_test
+
+    on_test = sorted(d for d in table["dataset"].unique() if val_is_test(str(d)))
+    if on_test:
+        notes.append(f"{', '.join(dataset_label(d) for d in on_test)}: val is the test set, so 'searched on "
+                     "val' there chooses on the test images (an upper bound, not a result; docs/DEVIATIONS.md)")
     frame, keys = display_frame(table)
     return markdown_document(title, notes, frame, len(keys))
 
