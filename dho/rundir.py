@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
+
 METRICS_FILE = "metrics.json"
 SPEC_FILE = "spec.json"
+#: The run directory's own id: a random uuid written once, when training first starts in
+#: the folder.  A folder deleted and trained again gets a new id, so its MLflow run is new.
+RUN_UID_FILE = "run_uid"
 
 _STR = {"type": "string", "minLength": 1}
 _NUM = {"type": "number"}
@@ -42,7 +49,7 @@ METRICS_SCHEMA: dict[str, Any] = {
     "properties": {
         "status": {"const": "complete"}, "spec_hash": _STR, "spec": {"type": "object"},
         "dataset": _STR, "labels": _STR, "student": _STR, "teacher": _STR, "method": _STR,
-        "method_args": {"type": "object"}, "seed": _INT,
+        "method_args": {"type": "object"}, "run_uid": _STR, "seed": _INT,
         "test_acc": _NUM, "test_acc_ce": _NUM_OR_NULL, "test_acc_kd": _NUM_OR_NULL, "val_acc": _NUM_OR_NULL,
         "alpha": _NUM_OR_NULL, "beta": _NUM_OR_NULL, "best_epoch": _NUM_OR_NULL, "epochs": _INT,
         "teacher_test_acc": _NUM_OR_NULL, "grad_cosine_mean": _NUM_OR_NULL, "grad_cos_theta_mean": _NUM_OR_NULL,
@@ -168,3 +175,33 @@ def load_done(run_dir: str | os.PathLike, spec_hash: str | None = None) -> dict[
     """``metrics.json`` of ``run_dir`` if the run is done (for ``spec_hash``), else None."""
     state = inspect_run(run_dir, spec_hash)
     return state.metrics if state.done else None
+
+
+def run_uid(run_dir: str | os.PathLike, create: bool = True) -> str | None:
+    """The id in ``run_dir/run_uid``; with ``create``, a new uuid is written first when the
+    folder has none (race-free: the first writer wins, every caller gets its id)."""
+    path = Path(run_dir) / RUN_UID_FILE
+    try:
+        uid = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        uid = ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise OutputError(f"cannot read {path}: {e}") from None
+    if uid or not create:
+        return uid or None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{RUN_UID_FILE}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(uuid.uuid4().hex + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, path)  # fails if another process created it meanwhile: its id wins
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    return path.read_text(encoding="utf-8").strip()

@@ -6,9 +6,14 @@ The run directory is the source of truth; MLflow is a view of it.  Therefore:
   such as ``database is locked`` or a refused connection); if MLflow stays unavailable
   the tracker warns once, disables itself and the run goes on (``dho mlflow-sync`` later
   re-logs the run files);
-* run creation is idempotent: the MLflow run id is kept in ``RUN_DIR/mlflow_run_id`` and
-  reused on resume/retry; without that file an existing run tagged with the same
-  ``spec_hash`` is reused; only then is a new run created;
+* one MLflow run per run-directory *instance*: every MLflow run is tagged with
+  ``spec_hash`` and the folder's own id ``run_uid`` (:func:`dho.rundir.run_uid`, written
+  when training first starts there).  Run creation is idempotent: the MLflow run id is
+  kept in ``RUN_DIR/mlflow_run_id`` and reused on resume/retry; without that file a run
+  tagged with this folder's ``run_uid`` is reused; only then is a new run created.  A run
+  directory deleted and trained again has a new ``run_uid``, so it gets a fresh MLflow run
+  instead of a second history appended to the old one (``dho mlflow-check`` reports the
+  old one as a duplicate);
 * the sqlite store must be created once before runs fan out (:func:`init_store`, CLI
   ``dho mlflow-init``): processes creating a fresh sqlite database at once race.
 
@@ -33,7 +38,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from .errors import ConfigError, DataError  # noqa: E402
 from .io import atomic_write_json, atomic_write_text  # noqa: E402
-from .rundir import load_done  # noqa: E402
+from .rundir import load_done, run_uid  # noqa: E402
 from .spec import RunSpec  # noqa: E402
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
@@ -233,9 +238,10 @@ class RunTracker:
 
     def _start(self, tags: dict[str, Any]) -> str:
         spec_hash = self.spec.hash
+        uid = run_uid(self.run_dir)
         exp_id = _get_or_create_experiment(self._client(), self.spec.mlflow_experiment, self.uri)
-        run_id = self._existing_run_id(exp_id, spec_hash)
-        all_tags = {"spec_hash": spec_hash, **{str(k): str(v) for k, v in self.spec.tags.items()},
+        run_id = self._existing_run_id(exp_id, spec_hash, uid)
+        all_tags = {"spec_hash": spec_hash, "run_uid": uid, **{str(k): str(v) for k, v in self.spec.tags.items()},
                     **{k: str(v) for k, v in tags.items() if v is not None}}
         if run_id is None:
             run = self._call("create_run", exp_id, tags=all_tags, run_name=f"{self.spec.method}-{spec_hash}")
@@ -248,9 +254,10 @@ class RunTracker:
         self._log_params(run_id, flatten(self.spec.to_dict()))
         return run_id
 
-    def _existing_run_id(self, exp_id: str, spec_hash: str) -> str | None:
-        """The id in RUN_DIR/mlflow_run_id if that run exists with our spec_hash, else a run
-        of the experiment tagged with ``spec_hash`` (oldest first), else None."""
+    def _existing_run_id(self, exp_id: str, spec_hash: str, uid: str) -> str | None:
+        """The id in RUN_DIR/mlflow_run_id if that run exists with our spec_hash (and no other
+        folder's run_uid), else a run of the experiment tagged with this spec_hash and this
+        folder's ``run_uid`` (oldest first), else None."""
         id_file = self.run_dir / RUN_ID_FILE
         if id_file.is_file():
             stored = id_file.read_text().strip()
@@ -262,9 +269,11 @@ class RunTracker:
                         raise
                     run = None  # deleted or from another store: fall back to the search
                 if (run is not None and run.info.lifecycle_stage == "active"
-                        and run.data.tags.get("spec_hash") == spec_hash):
+                        and run.data.tags.get("spec_hash") == spec_hash
+                        and run.data.tags.get("run_uid", uid) == uid):
                     return stored
-        runs = self._call("search_runs", [exp_id], filter_string=f"tags.spec_hash = '{spec_hash}'",
+        runs = self._call("search_runs", [exp_id],
+                          filter_string=f"tags.spec_hash = '{spec_hash}' and tags.run_uid = '{uid}'",
                           order_by=["attributes.start_time ASC"], max_results=10)
         return runs[0].info.run_id if runs else None
 
@@ -382,11 +391,60 @@ def sync_run(run_dir: Path, uri: str | None = None) -> str | None:
     return run_id
 
 
+def _done_runs(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(run directory, metrics) of every done run under ``results_dir`` (artifact copies skipped)."""
+    found = []
+    for mfile in sorted(results_dir.rglob("metrics.json")):
+        if not is_artifact_copy(mfile.relative_to(results_dir)):
+            m = load_done(mfile.parent)
+            if m is not None:
+                found.append((mfile.parent, m))
+    return found
+
+
+def _repeated_steps(client, run_id: str) -> list[str]:
+    """``"key: N values at step S"`` for each logged series with several values at one step
+    (two training histories appended to one MLflow run)."""
+    problems = []
+    for key in (*EPOCH_METRICS.values(), "grad_cosine"):
+        steps: dict[int, int] = {}
+        for point in _retry(client.get_metric_history, run_id, key):
+            steps[point.step] = steps.get(point.step, 0) + 1
+        problems += [f"{key}: {count} values at step {step}" for step, count in sorted(steps.items()) if count > 1]
+    return problems
+
+
+def _check_one(client, exp_id: str, run_dir: Path, m: dict[str, Any], n_dirs: int) -> list[str]:
+    """Mismatches between one done run directory and MLflow (see :func:`check_results`)."""
+    spec_hash = m["spec_hash"]
+    runs = _retry(client.search_runs, [exp_id], filter_string=f"tags.spec_hash = '{spec_hash}'")
+    problems = []
+    if len(runs) > n_dirs:
+        ids = ", ".join(r.info.run_id for r in runs)
+        problems.append(f"{run_dir}: {len(runs)} MLflow runs with spec_hash {spec_hash} but {n_dirs} run "
+                        f"director{'y' if n_dirs == 1 else 'ies'} (duplicates, e.g. from a deleted and "
+                        f"retrained run directory): {ids}")
+    uid = m.get("run_uid") or run_uid(run_dir, create=False)
+    mine = [r for r in runs if r.data.tags.get("run_uid") == uid] if uid else runs
+    if len(mine) != 1:
+        which = f"run_uid {uid}" if uid else f"spec_hash {spec_hash}"
+        return problems + [f"{run_dir}: {len(mine)} MLflow runs with {which} (expected 1)"]
+    run = mine[0]
+    logged = run.data.metrics.get("test_acc")
+    if logged is None or not math.isclose(logged, float(m["test_acc"]), rel_tol=0, abs_tol=1e-6):
+        problems.append(f"{run_dir}: test_acc {m['test_acc']} in metrics.json but {logged} in MLflow run "
+                        f"{run.info.run_id}")
+    problems += [f"{run_dir}: MLflow run {run.info.run_id} {p}" for p in _repeated_steps(client, run.info.run_id)]
+    return problems
+
+
 def check_results(results_dir: Path, uri: str | None = None) -> tuple[int, list[str]]:
     """Cross-check done runs under ``results_dir`` against MLflow.
 
-    Returns (number of done runs, list of mismatch lines): each done run must have
-    exactly one MLflow run tagged with its spec_hash whose ``test_acc`` equals metrics.json's.
+    Returns (number of done runs, list of mismatch lines).  Each done run directory must
+    have exactly one MLflow run tagged with its ``run_uid`` (older folders without one:
+    with its spec_hash) whose ``test_acc`` equals metrics.json's and whose series have one
+    value per step; a spec hash must not have more MLflow runs than run directories.
     """
     from mlflow.exceptions import MlflowException
 
@@ -395,40 +453,25 @@ def check_results(results_dir: Path, uri: str | None = None) -> tuple[int, list[
         raise DataError(f"results folder not found: {results_dir}")
     uri = resolve_uri(uri)
     client = _client(uri)
+    done = _done_runs(results_dir)
+    n_dirs: dict[str, int] = {}
+    for _, m in done:
+        n_dirs[m["spec_hash"]] = n_dirs.get(m["spec_hash"], 0) + 1
     problems: list[str] = []
-    n = 0
     exp_ids: dict[str, str | None] = {}
-    for mfile in sorted(results_dir.rglob("metrics.json")):
-        if is_artifact_copy(mfile.relative_to(results_dir)):
-            continue
-        m = load_done(mfile.parent)
-        if m is None:
-            continue
-        n += 1
-        exp_name = m["spec"].get("mlflow_experiment", "dho")
-        if exp_name not in exp_ids:
-            try:
+    try:
+        for run_dir, m in done:
+            exp_name = m["spec"].get("mlflow_experiment", "dho")
+            if exp_name not in exp_ids:
                 exp = _retry(client.get_experiment_by_name, exp_name)
-            except MlflowUnavailable as e:
-                raise DataError(f"cannot read MLflow store {uri}: {e}") from None
-            exp_ids[exp_name] = exp.experiment_id if exp else None
-        exp_id = exp_ids[exp_name]
-        where = mfile.parent
-        if exp_id is None:
-            problems.append(f"{where}: MLflow experiment {exp_name!r} does not exist")
-            continue
-        try:
-            runs = _retry(client.search_runs, [exp_id], filter_string=f"tags.spec_hash = '{m['spec_hash']}'")
-        except (MlflowUnavailable, MlflowException) as e:
-            raise DataError(f"cannot read MLflow store {uri}: {e}") from None
-        if len(runs) != 1:
-            problems.append(f"{where}: {len(runs)} MLflow runs with spec_hash {m['spec_hash']} (expected 1)")
-            continue
-        logged = runs[0].data.metrics.get("test_acc")
-        if logged is None or not math.isclose(logged, float(m["test_acc"]), rel_tol=0, abs_tol=1e-6):
-            problems.append(f"{where}: test_acc {m['test_acc']} in metrics.json but {logged} in MLflow run "
-                            f"{runs[0].info.run_id}")
-    return n, problems
+                exp_ids[exp_name] = exp.experiment_id if exp else None
+            if exp_ids[exp_name] is None:
+                problems.append(f"{run_dir}: MLflow experiment {exp_name!r} does not exist")
+                continue
+            problems += _check_one(client, exp_ids[exp_name], run_dir, m, n_dirs[m["spec_hash"]])
+    except (MlflowUnavailable, MlflowException) as e:
+        raise DataError(f"cannot read MLflow store {uri}: {e}") from None
+    return len(done), problems
 
 
 def _cmd_init(args) -> int:

@@ -53,7 +53,7 @@ from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_
 from .conflict import CONFLICT_COLUMNS, gradient_conflict
 from .methods.base import Batch
 from .progress import Progress, say
-from .rundir import load_done
+from .rundir import load_done, run_uid
 from .runtime import (derive_seed, git_commit, lr_factor, resolve_device, rng_state,
                       seed_everything, set_deterministic, set_rng_state, slurm_job_id)
 from .spec import RunSpec, load_spec
@@ -158,6 +158,7 @@ class _Run:
         self._setup_models()
         ckpt = self._load_checkpoint()  # validates before anything is written
         atomic_write_json(self.run_dir / "spec.json", {**spec.to_dict(), "spec_hash": self.spec_hash})
+        self.run_uid = run_uid(self.run_dir)  # this folder's own id: its MLflow run is tagged with it
         self.tracker = RunTracker(spec, self.run_dir)
         self.git_commit = git_commit()
         self.slurm_job_id = slurm_job_id()
@@ -546,7 +547,7 @@ class _Run:
         wall = self._wall_time()
         n_gpus = 1 if self.device.type == "cuda" else 0
         metrics = {
-            "status": "complete", "spec_hash": self.spec_hash, "spec": spec.to_dict(),
+            "status": "complete", "spec_hash": self.spec_hash, "spec": spec.to_dict(), "run_uid": self.run_uid,
             # grid names (tags) when the workflow gives them: two grid students may share
             # one registry student with different kwargs (ablations)
             "dataset": spec.dataset, "labels": labels_name(spec),

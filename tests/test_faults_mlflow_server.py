@@ -29,6 +29,7 @@ from test_faults_disk import quick_spec  # noqa: E402
 from dho import tracking  # noqa: E402
 from dho.cli import main as cli_main  # noqa: E402
 from dho.io import atomic_write_json  # noqa: E402
+from dho.rundir import load_done  # noqa: E402
 from dho.spec import RunSpec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +167,7 @@ def test_run_with_server_down_finishes_then_sync_logs_exactly_one_run(server, sh
     # a new experiment through the server stores artifacts via its proxy in --artifacts-destination
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"metrics.json", "history.csv"}
     assert list((server.root / "results" / "mlartifacts").rglob("metrics.json"))
-    assert tracking.load_done_metrics(run_dir)["mlflow_run_id"] == run.info.run_id
+    assert load_done(run_dir)["mlflow_run_id"] == run.info.run_id
     assert tracking.check_results(tmp_path / "runs", server.uri) == (1, [])
 
 

@@ -96,3 +96,19 @@ def test_every_reader_agrees(tmp_path):
     with pytest.raises(DataError, match="key 'test_acc_ce' = 'x'"):
         read_done_metrics(invalid)
     assert rundir.load_done(invalid) is None
+
+
+def test_run_uid_is_written_once_and_shared(tmp_path):
+    import threading
+
+    assert rundir.run_uid(tmp_path, create=False) is None and not (tmp_path / "run_uid").exists()
+    got: list[str] = []
+    threads = [threading.Thread(target=lambda: got.append(rundir.run_uid(tmp_path))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 1 and len(got[0]) == 32  # every caller sees the first writer's id
+    assert rundir.run_uid(tmp_path, create=False) == got[0] and not list(tmp_path.glob(".*.tmp"))
+    (tmp_path / "run_uid").unlink()  # a new folder instance (deleted and recreated): a new id
+    assert rundir.run_uid(tmp_path) != got[0]

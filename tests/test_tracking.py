@@ -3,6 +3,7 @@
 import json
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -85,22 +86,30 @@ def test_params_metrics_tags_and_artifacts(tmp_path):
     assert (tmp_path / "store" / "mlartifacts").is_dir()
 
 
-def test_retry_reuses_the_run(tmp_path):
+def test_one_mlflow_run_per_run_directory_instance(tmp_path):
     uri = _uri(tmp_path)
     spec = _spec(uri)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     first = tracking.RunTracker(spec, run_dir).start()
+    uid = (run_dir / "run_uid").read_text().strip()
+    assert _client(uri).get_run(first).data.tags["run_uid"] == uid
     # a retry in the same run dir (e.g. a requeued job) reuses the id in mlflow_run_id
     assert tracking.RunTracker(spec, run_dir).start() == first
-    # a fresh folder for the same spec finds the run by its spec_hash tag
-    other = tmp_path / "other"
-    other.mkdir()
-    assert tracking.RunTracker(spec, other).start() == first
-    assert len(_runs(uri, spec.hash)) == 1
+    # ... and, if that file was lost (killed right after create_run), finds it by run_uid
+    (run_dir / "mlflow_run_id").unlink()
+    assert tracking.RunTracker(spec, run_dir).start() == first
+    assert (run_dir / "run_uid").read_text().strip() == uid and len(_runs(uri, spec.hash)) == 1
+    # the folder deleted and trained again: a new instance, a fresh MLflow run (no second
+    # history appended to the old one)
+    shutil.rmtree(run_dir)
+    run_dir.mkdir()
+    second = tracking.RunTracker(spec, run_dir).start()
+    assert second != first and (run_dir / "run_uid").read_text().strip() != uid
+    assert len(_runs(uri, spec.hash)) == 2
     # a different spec gets its own run
-    assert tracking.RunTracker(_spec(uri, seed=2), tmp_path / "run").start() != first
-    assert len(_runs(uri)) == 2
+    assert tracking.RunTracker(_spec(uri, seed=2), tmp_path / "run").start() not in (first, second)
+    assert len(_runs(uri)) == 3
 
 
 def test_retry_with_backoff_on_transient_errors(monkeypatch):
@@ -215,6 +224,35 @@ def test_sync_then_check(tmp_path, capsys):
     assert cli_main(["mlflow-check", str(results), "--uri", uri]) == 1
     out = capsys.readouterr().out
     assert "test_acc 1.0 in metrics.json but 66.0" in out and str(results / "b") in out
+
+
+def test_check_reports_a_retrained_folder_and_repeated_steps(tmp_path, capsys):
+    uri = _uri(tmp_path)
+    results = tmp_path / "results"
+    spec = _spec(uri)
+    _fake_done_run(results / "a", spec, 55.0)
+    assert cli_main(["mlflow-sync", str(results / "a"), "--uri", uri]) == 0
+    old = (results / "a" / "mlflow_run_id").read_text().strip()
+    shutil.rmtree(results / "a")  # deleted and retrained: a new run directory instance
+    _fake_done_run(results / "a", spec, 57.0)
+    assert cli_main(["mlflow-sync", str(results / "a"), "--uri", uri]) == 0
+    new = (results / "a" / "mlflow_run_id").read_text().strip()
+    assert new != old and [m.value for m in _client(uri).get_metric_history(new, "val_acc")] == [30.0, 40.0]
+    capsys.readouterr()
+    assert cli_main(["mlflow-check", str(results), "--uri", uri]) == 1
+    out = capsys.readouterr().out
+    assert f"2 MLflow runs with spec_hash {spec.hash} but 1 run directory" in out and old in out
+    assert "test_acc" not in out  # the folder's own run is found by its run_uid and agrees
+
+    # two histories in one MLflow run (what keying runs by spec hash alone used to give)
+    _client(uri).delete_run(old)
+    capsys.readouterr()
+    assert cli_main(["mlflow-check", str(results), "--uri", uri]) == 0
+    tr = tracking.RunTracker(spec, results / "a")
+    tr.start()
+    tr.log_epoch({"epoch": 1, "val_acc": 33.0})
+    assert cli_main(["mlflow-check", str(results), "--uri", uri]) == 1
+    assert f"MLflow run {new} val_acc: 2 values at step 1" in capsys.readouterr().out
 
 
 def test_sync_of_unfinished_run_is_an_error(tmp_path, capsys):
