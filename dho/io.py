@@ -7,7 +7,6 @@ read-only folder) become :class:`OutputError` naming the path.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -48,27 +47,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if absent) for the block; blocks
-    until other holders release it."""
+    """Hold an exclusive lock on ``path`` (``filelock.FileLock``: an ``flock`` on Unix; the
+    file is created if absent and kept) for the block; blocks until other holders release
+    it.  The one lock helper of the package (run directories, submissions, squeue
+    snapshots, the sqlite store's creation)."""
+    from filelock import FileLock
+
+    lock = FileLock(path, preserve_lock_file=True)  # kept: no unlink/recreate race between waiters
     try:
-        f = open(path, "a")
+        lock.acquire()
     except OSError as e:  # read-only or foreign folder
-        raise OutputError(f"cannot write {path}: {e.strerror}") from None
-    with f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's content, read in 1 MiB chunks."""
-    h = hashlib.sha256()
+    """Hex sha256 of a file's content (``hashlib.file_digest``)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

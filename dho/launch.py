@@ -21,8 +21,8 @@ times: a training run resumes from its last epoch checkpoint, a command starts o
 The job id is recorded (``RUN_DIR/slurm_job.json``; for a command ``.DONE.job.json``
 beside the done file).  If this launcher is killed (e.g. Snakemake was interrupted), the
 SLURM job keeps running; the next launch of the same run (same spec) or command (same
-arguments and done file) attaches to it instead of submitting a second job (an ``flock``
-serialises concurrent launchers).
+arguments and done file) attaches to it instead of submitting a second job (a file lock,
+:func:`dho.io.file_lock`, serialises concurrent launchers).
 """
 
 from __future__ import annotations

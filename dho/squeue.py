@@ -9,7 +9,7 @@ folder, ``results/<suite>/logs``) share one snapshot of the queue:
 - ``<folder>/.squeue.json`` holds ``{"taken_at": epoch s, "ok": bool, "states": {job id:
   state}}``, the output of one ``squeue --me -h -t all -o "%i %T"``;
 - a waiter reads it; when it is older than ``max_age_s`` the waiter takes
-  ``<folder>/.squeue.lock`` (``flock``), reads it again (another waiter may just have
+  ``<folder>/.squeue.lock`` (:func:`dho.io.file_lock`), reads it again (another waiter may just have
   refreshed it) and only then runs ``squeue`` itself and rewrites the file atomically.
 
 So there is at most one ``squeue`` call per ``max_age_s`` per folder, however many jobs

@@ -24,7 +24,6 @@ CLI: ``dho mlflow-init``, ``dho mlflow-sync RUN_DIR...``, ``dho mlflow-check RES
 from __future__ import annotations
 
 import csv
-import fcntl
 import math
 import os
 import random
@@ -37,7 +36,7 @@ from typing import Any, Callable, Iterable
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from .errors import ConfigError, DataError  # noqa: E402
-from .io import atomic_write_json, atomic_write_text  # noqa: E402
+from .io import atomic_write_json, atomic_write_text, file_lock  # noqa: E402
 from .rundir import load_done, run_uid  # noqa: E402
 from .spec import RunSpec  # noqa: E402
 
@@ -135,13 +134,9 @@ def _client(uri: str):
     if db is None:
         return MlflowClient(tracking_uri=uri)
     # (even a database file that exists may still be mid-creation by another process)
-    with open(db.parent / f".{db.name}.lock", "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            client = MlflowClient(tracking_uri=uri)
-            client.search_experiments(max_results=1)  # creates/migrates the schema if needed
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    with file_lock(db.parent / f".{db.name}.lock"):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # creates/migrates the schema if needed
     return client
 
 

@@ -31,8 +31,8 @@ train index)``, so a view does not depend on ``num_workers``, the batch order or
 label level (the teacher-output cache relies on it).  A run resumed from the epoch checkpoint reproduces the uninterrupted run
 exactly on CPU with the same thread count (``torch.use_deterministic_algorithms`` is on).
 
-Concurrency.  An exclusive ``fcntl.flock`` on ``RUN_DIR/.lock`` is held while training:
-a second launch of the same run waits, then finds it done and returns its metrics.
+Concurrency.  An exclusive file lock (:func:`dho.io.file_lock`) on ``RUN_DIR/.lock`` is held while
+training: a second launch of the same run waits, then finds it done and returns its metrics.
 """
 
 from __future__ import annotations

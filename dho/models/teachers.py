@@ -254,15 +254,11 @@ def read_teacher_file(path: str | Path, expected_classes: int | Sequence[str] | 
 def encoder_identity(d: dict[str, Any]) -> dict[str, str]:
     """What fixes a teacher file's image features: the open_clip model, its pretrained tag
     or weights file, and that file's sha256 (a changed file changes the identity)."""
-    import hashlib
+    from ..io import file_sha256
 
     ident = {"model": str(d["model"]), "pretrained": str(d["pretrained"]), "weights_sha256": ""}
     if Path(d["pretrained"]).is_file():
-        h = hashlib.sha256()
-        with open(d["pretrained"], "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        ident["weights_sha256"] = h.hexdigest()
+        ident["weights_sha256"] = file_sha256(d["pretrained"])
     return ident
 
 
