@@ -133,11 +133,13 @@ def test_tip_adapter_cli_uses_the_datasets_settings(tmp_path, monkeypatch):
         raise Stop
 
     monkeypatch.setattr(tip_adapter, "fit_tip_adapter_f", capture)
-    for extra in ([], ["--epochs", "7"]):
+    for extra in ([], ["--epochs", "7"], ["--epoch-on", "test"]):
         with pytest.raises(Stop):
             main(["teacher", "tip-adapter-f", *common, "--base", str(zs), "--split-manifest", str(manifest),
                   "--num-workers", "0", "--out", str(tmp_path / "tip.pt"), *extra])
-    first, second = seen
+    first, second, third = seen
+    assert first["epoch_loader"] is None  # the fine-tuning epoch is chosen on val by default
+    assert len(third["epoch_loader"].dataset) == 3  # --epoch-on test: Tip-Adapter's code, on the test images
     assert (first["init_alpha"], first["init_beta"], first["epochs"], first["augment_epochs"]) == (3, 1, 200, 10)
     assert len(first["betas"]) == 200 and first["betas"][0] == pytest.approx(0.1)
     assert first["betas"][-1] == pytest.approx(0.1 + 199 * (12 - 0.1) / 200)

@@ -218,6 +218,10 @@ def test_tip_adapter_f_improves_over_zero_shot_base(teacher, tmp_path):
     expected = 100 * f @ teacher.text_classifier + tip.alpha_tip * torch.exp(
         -tip.beta_tip * (1 - f @ tip.cache_keys.t())) @ tip.cache_values
     assert torch.allclose(tip(x_v), expected, atol=1e-4)
+    # choosing the epoch on another loader that holds the val images gives the same teacher
+    again = fit_tip_adapter_f(teacher, Loader(x_l, y_l, augment=True, seed=2), Loader(x_v, y_v),
+                              augment_epochs=2, epochs=3, progress=False, epoch_loader=Loader(x_v, y_v))
+    assert torch.equal(again.cache_keys, tip.cache_keys)
     # round trip through a teacher file
     path = tmp_path / "tip.pt"
     save_teacher(tip, path)

@@ -85,7 +85,10 @@ def _cmd_tip_adapter(args) -> int:
         _loader(val, args.batch_size, False, args.num_workers),
         augment_epochs=args.augment_epochs, epochs=args.epochs, lr=args.lr, init_alpha=args.init_alpha,
         init_beta=args.init_beta, betas=search_grid(settings["search_scale"][0], settings["search_step"][0]),
-        alphas=search_grid(settings["search_scale"][1], settings["search_step"][1]), progress=not args.quiet)
+        alphas=search_grid(settings["search_scale"][1], settings["search_step"][1]), progress=not args.quiet,
+        epoch_loader=(None if args.epoch_on == "val" else _loader(
+            ImageList(source, source.items("test"), eval_transform(image_size)), args.batch_size, False,
+            args.num_workers)))
     save_teacher(teacher, args.out)
     print(f"Tip-Adapter-F teacher ({len(labeled)} shots, alpha_tip={teacher.alpha_tip:.3g}, "
           f"beta_tip={teacher.beta_tip:.3g}) -> {args.out}")
@@ -165,6 +168,9 @@ def add_cli(sub) -> None:
     t.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the dataset's, 1e-3)")
     t.add_argument("--init-alpha", type=float, default=None, help="alpha_tip while fine-tuning (default: the dataset's)")
     t.add_argument("--init-beta", type=float, default=None, help="beta_tip while fine-tuning (default: the dataset's)")
+    t.add_argument("--epoch-on", default="val", choices=("val", "test"),
+                   help="split the fine-tuning epoch is chosen on: val (default) or test (Tip-Adapter's code; "
+                        "a choice on test images, docs/DEVIATIONS.md)")
     t.add_argument("--batch-size", type=int, default=256, help="batch size (256)")
     t.add_argument("--num-workers", type=int, default=2, help="data loader workers (2)")
     t.add_argument("--seed", type=int, default=1, help="seed of augmentation and shuffling (1)")
