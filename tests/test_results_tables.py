@@ -101,7 +101,7 @@ def md_rows(md: str) -> list[list[str]]:
 def test_markdown_bold_and_reported_rows(runs, tmp_path):
     paths = write_tables(runs, tmp_path / "tables", load_reported())
     assert sorted(p.name for p in paths) == sorted(
-        f"{n}.{e}" for n in ("comparison", "summary") for e in ("md", "csv", "tex"))
+        f"{n}.{e}" for n in ("comparison", "summary") for e in ("md", "csv", "tex", "html"))
     assert not list((tmp_path / "tables").glob(".*"))
     md = (tmp_path / "tables" / "comparison.md").read_text()
     dho_cell = format_cell(np.mean(DHO_4), np.std(DHO_4, ddof=1), 3)
@@ -116,6 +116,9 @@ def test_markdown_bold_and_reported_rows(runs, tmp_path):
     assert "DHO (reported)" not in md.split("vith14_dfn5b")[0]  # no reported row for other teachers
     back = pd.read_csv(tmp_path / "tables" / "comparison.csv")
     assert back["best"].sum() == 6
+    page = (tmp_path / "tables" / "comparison.html").read_text()
+    assert f"<td class=\"num\"><b>{dho_cell}</b></td>" in page and "<td>Caltech101</td>" in page
+    assert page.count("<tr>") == len(md_rows(md))  # the same rows as the Markdown (the header is <tr style=...>)
 
 
 def test_rows_follow_the_papers_method_order_with_the_teacher_first(runs, tmp_path):
@@ -138,7 +141,7 @@ def test_one_dataset_no_summary_and_constant_keys_in_the_title(tmp_path):
     out.mkdir()
     (out / "summary.md").write_text("stale")
     paths = write_tables(collect_runs(root, "demo"), out)
-    assert sorted(p.name for p in paths) == ["comparison.csv", "comparison.md", "comparison.tex"]
+    assert sorted(p.name for p in paths) == ["comparison.csv", "comparison.html", "comparison.md", "comparison.tex"]
     assert not (out / "summary.md").exists()
     md = (out / "comparison.md").read_text()
     assert md.startswith("# demo: test accuracy (Caltech101, ResNet-18, zero-shot)\n")

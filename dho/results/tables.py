@@ -1,7 +1,8 @@
 """The paper's comparison tables from ``runs.csv``: Markdown, CSV and LaTeX (booktabs).
 
 Two tables per suite, each written as ``NAME.md`` (formatted), ``NAME.tex`` (booktabs
-``tabular``, ready to paste) and ``NAME.csv`` (tidy numbers, one row per cell). Names,
+``tabular``, ready to paste), ``NAME.html`` (a page, shown by the HTML report) and
+``NAME.csv`` (tidy numbers, one row per cell). Names,
 colours and order come from :mod:`dho.results.style` (methods in the paper's order):
 
 - ``comparison``: blocks of (dataset, student, teacher); one row per method plus the
@@ -35,7 +36,7 @@ from ..io import atomic_path, atomic_write_text
 from .collect import label_levels
 from .reported import find_reported
 from .style import dataset_label, labels_label, method_label, sort_frame, student_label, teacher_label
-from .writers import latex_escape, latex_tabular, markdown_document
+from .writers import html_document, latex_escape, latex_tabular, markdown_document
 
 BLOCK_KEYS = ["dataset", "student", "teacher"]
 NO_TEACHER = "none"
@@ -253,10 +254,12 @@ def _write_csv(cells: pd.DataFrame, path: Path) -> None:
 
 def _write_table(out_dir: Path, name: str, cells: pd.DataFrame, keys: list[str], title: str,
                  notes: list[str]) -> list[Path]:
-    paths = [out_dir / f"{name}.{ext}" for ext in ("md", "csv", "tex")]
+    paths = [out_dir / f"{name}.{ext}" for ext in ("md", "csv", "tex", "html")]
     atomic_write_text(paths[0], to_markdown(cells, keys, title, notes))
     _write_csv(cells, paths[1])
     atomic_write_text(paths[2], to_latex(cells, keys, title))
+    frame, _, shown_keys = display_frames(cells, keys)
+    atomic_write_text(paths[3], html_document(title, notes, frame, len(shown_keys) + 1))
     return paths
 
 
@@ -277,7 +280,7 @@ def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike,
     written = _write_table(out_dir, "comparison", comparison, BLOCK_KEYS,
                            table_title(comparison, BLOCK_KEYS, f"{suite}: test accuracy"), notes)
     if comparison["dataset"].nunique() < 2:
-        for stale in (out_dir / f"summary.{ext}" for ext in ("md", "csv", "tex")):
+        for stale in (out_dir / f"summary.{ext}" for ext in ("md", "csv", "tex", "html")):
             stale.unlink(missing_ok=True)
         return written
     summary = summary_cells(runs)

@@ -73,3 +73,32 @@ def _block_starts(frame: pd.DataFrame, block_keys: list[str]) -> list[bool]:
         return [i == 0 for i in range(len(frame))]
     keys = list(frame[block_keys].itertuples(index=False, name=None))
     return [i == 0 or keys[i] != keys[i - 1] for i in range(len(keys))]
+
+
+_HTML_STYLE = ("<style>body{font-family:sans-serif;font-size:14px} table{border-collapse:collapse} "
+               "th,td{padding:2px 8px;border-bottom:1px solid #ccc} td.num{text-align:right}</style>")
+
+
+def html_document(title: str, notes: list[str], frame: pd.DataFrame, n_keys: int) -> str:
+    """A standalone HTML page (``DataFrame.to_html``) of a display table whose cells use Markdown
+    bold (``**x**``): for the Snakemake report, which shows HTML files as pages."""
+    import html
+    import re
+
+    body = frame.to_html(index=False, escape=True, border=0)
+    body = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", body)
+    body = _right_align(body, n_keys)
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"{_HTML_STYLE}</head><body><h1>{html.escape(title)}</h1><ul>{items}</ul>{body}</body></html>\n")
+
+
+def _right_align(table_html: str, n_keys: int) -> str:
+    """Mark every value cell (column >= n_keys) of each row with class ``num``."""
+    import re
+
+    def row(match: re.Match) -> str:
+        cells = match.group(0).split("<td>")
+        return cells[0] + "".join(("<td class=\"num\">" if i >= n_keys else "<td>") + c
+                                  for i, c in enumerate(cells[1:]))
+    return re.sub(r"<tr>.*?</tr>", row, table_html, flags=re.S)

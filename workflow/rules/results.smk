@@ -20,11 +20,11 @@ rule collect:
 
 
 rule tables:
-    """Comparison and summary tables (md, csv, tex) of a suite."""
+    """Comparison and summary tables (md, csv, tex, html) of a suite."""
     input:
         R + "/{suite}/runs.csv",
     output:
-        report(directory(R + "/{suite}/tables"), patterns=["{name}.csv"],
+        report(directory(R + "/{suite}/tables"), patterns=["{name}.html", "{name}.csv"],
                caption="../report/tables.rst", category="{suite}", subcategory="tables"),
     log:
         R + "/{suite}/logs/tables.log",
