@@ -27,7 +27,7 @@ COMMANDS = {
     "mlflow-check": "dho.tracking",
     "collect": "dho.results.cli", "tables": "dho.results.cli", "figures": "dho.results.cli",
     "rechoose": "dho.results.cli", "readme-results": "dho.results.cli", "collect-evals": "dho.results.cli",
-    "ood-tables": "dho.results.cli",
+    "ood-tables": "dho.results.cli", "paper-table": "dho.results.cli",
     "evaluate": "dho.evaluate",
     "linear-eval": "dho.linear_eval",
 }

@@ -116,7 +116,11 @@ def test_json_output(tmp_path, capsys):
     assert eurosat == {"dataset": "eurosat", "folder": str(tmp_path / "eurosat"), "found": True, "ok": True,
                        "counts": {"train": 6, "val": 2, "test": 4}, "num_classes": 2, "decoded": 12,
                        "problems": [], "layout": f"{tmp_path / 'eurosat' / 'split_zhou_EuroSAT.json'} (CoOp split "
-                                                 f"JSON) and the images under {tmp_path / 'eurosat' / '2750'}/"}
+                                                 f"JSON) and the images under {tmp_path / 'eurosat' / '2750'}/",
+                       "paper": {"classes": {"found": 2, "paper": 10}, "train": {"found": 6, "paper": 13500},
+                                 "val": {"found": 2, "paper": 5400}, "test": {"found": 4, "paper": 8100}},
+                       "paper_differs": ["classes 2 (paper 10)", "train 6 (paper 13500)", "val 2 (paper 5400)",
+                                         "test 4 (paper 8100)"]}
     cars = by_name["stanford_cars"]
     assert cars["ok"] is False and cars["counts"]["train"] == 6
     assert cars["problems"] == [f"image not found: {missing} (listed in the index of {tmp_path / 'stanford_cars'})"]
@@ -166,3 +170,31 @@ def test_coop_split_file_problems(tmp_path, edit, message):
     assert any(str(split) in p and re.search(message, p) for p in report.problems), report.problems
     with pytest.raises(DataError, match=str(split)):
         get_dataset("oxford_pets", tmp_path).items("train")
+
+
+def test_counts_compared_with_the_papers_table12(tmp_path, capsys):
+    make_fake_dataset("caltech101", tmp_path, size=8)
+    assert _check(tmp_path, "--dataset", "caltech101", "--json") == 0  # a different size is not a problem
+    rec = json.loads(capsys.readouterr().out)["datasets"][0]
+    assert rec["paper"]["classes"] == {"found": 3, "paper": 100}
+    assert rec["paper"]["train"]["paper"] == 4128 and rec["paper"]["test"]["paper"] == 2465
+    assert "classes 3 (paper 100)" in rec["paper_differs"]
+    assert _check(tmp_path, "--dataset", "caltech101") == 0
+    out = capsys.readouterr().out
+    assert "differs from the paper's Table 12: classes 3 (paper 100), train " in out
+    assert "image/class counts vs the paper's Table 12: 0 of 1 dataset(s) equal; differ: caltech101" in out
+
+
+def test_table12_counts_of_the_real_datasets_are_equal():
+    from dho.data.source import CheckReport, paper_counts
+
+    def differs(name, counts, classes):
+        return CheckReport(name, "f", True, counts=counts, paper=paper_counts(name, counts, classes)).paper_differs
+
+    assert differs("stanford_cars", {"train": 6509, "val": 1635, "test": 8041}, 196) == []
+    assert differs("imagenet", {"train": 1_281_167, "val": 50_000, "test": 50_000}, 1000) == []  # 1.28M
+    assert differs("imagenet_a", {"test": 7500}, 200) == []
+    assert differs("eurosat", {"train": 13500, "val": 5400, "test": 8100}, 10) == []
+    assert differs("oxford_pets", {"train": 2944, "val": 736, "test": 3669}, 37) == []
+    assert differs("sun397", {"train": 15880, "val": 3970, "test": 19849}, 397) == ["test 19849 (paper 19850)"]
+    assert paper_counts("shapes", {"train": 10}, 3) == {}  # not in the paper

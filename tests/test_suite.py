@@ -128,6 +128,32 @@ def test_demo_student_flags_follow_the_grid_student():
     assert suite.demo_student_flags("resnet18")[:4] == ["--width", "16", "--size", "32"]
 
 
+def test_teacher_train_layer_and_method_teachers():
+    """Table 1: alpha fixed per teacher (teachers[t].train) and baselines with the zero-shot teacher only."""
+    suite = compiled("table1").suite("table1_fewshot")
+    cells = {(c.method, c.teacher) for c in suite.grid if c.student == "resnet18_scratch" and c.labels == "4shot"}
+    assert cells == {("ce", "none"), ("kd", "zs"), ("kd_feature", "zs"), ("sskd", "zs"), ("dhkd", "zs"),
+                     ("dho", "zs"), ("dho", "fs")}
+    assert len(suite.grid) == 5 * 2 * 7
+    spec = lambda teacher: suite.run_spec(Cell("table1_fewshot", "imagenet", "4shot", "resnet18_scratch",  # noqa: E731
+                                                teacher, "dho", 1))
+    assert (spec("zs")["alpha"], spec("fs")["alpha"], spec("fs")["beta"]) == (0.4, 0.2, 0.5)  # suite < teacher
+
+    def method_over_teacher(suites):
+        suites["table1_fewshot"]["methods"]["dho"]["train"] = {"alpha": 0.7}
+
+    suite = compiled("table1", edit=method_over_teacher).suite("table1_fewshot")
+    assert suite.run_spec(Cell("table1_fewshot", "imagenet", "4shot", "resnet18_scratch", "fs", "dho", 1))["alpha"] == 0.7
+
+
+def test_method_teachers_must_be_the_suites():
+    def typo(suites):
+        suites["table1_fewshot"]["methods"]["kd"]["teachers"] = ["zz"]
+
+    with pytest.raises(ConfigError, match="suites.table1_fewshot.methods.kd.teachers': unknown teacher 'zz'"):
+        compiled("table1", edit=typo).compiled()
+
+
 @pytest.mark.parametrize("edit, key", [
     (lambda s: s["ci"]["methods"].update(nosuch={}), "suites.ci.methods.nosuch': unknown method 'nosuch'"),
     (lambda s: s["ci"]["train"].update(epochs=0), "key 'epochs' = 0"),

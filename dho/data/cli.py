@@ -19,7 +19,9 @@ CHECK_EPILOG = """\
 Checks, per dataset: the folder, the split/list/class-name files (shape of every entry,
 label range), that every listed image exists, and that --sample images per split
 decode.  Every problem names the exact file and what was expected; a missing dataset
-is reported with the files it was looked for at.
+is reported with the files it was looked for at.  The image and class counts are
+compared with the paper's Table 12 (the datasets it lists); a count that differs is
+reported ("differs from the paper's Table 12: ...") but is not a problem.
 
 Which datasets: those named with --dataset, else those of --suite (config.yaml's
 `datasets` of that suite, and its `data_root` unless --root is given), else every
@@ -86,6 +88,11 @@ def _check(args: argparse.Namespace) -> int:
     else:
         for r in reports:
             print(_format(r))
+        differ = [r.dataset for r in reports if r.found and r.paper_differs]
+        compared = [r.dataset for r in reports if r.found and r.paper]
+        if compared:
+            print(f"image/class counts vs the paper's Table 12: {len(compared) - len(differ)} of {len(compared)} "
+                  f"dataset(s) equal" + (f"; differ: {', '.join(differ)}" if differ else ""))
         print(f"{len(reports)} dataset(s) checked under {root}: {present} present, "
               f"{len(failed)} failed" + ("" if named else " (missing ones are not errors without --dataset/--suite)"))
     if none_found:
@@ -101,6 +108,8 @@ def _format(r: CheckReport) -> str:
     counts = "  ".join(f"{s} {n}" for s, n in r.counts.items())
     head = f"{r.dataset:<16} {'ok' if r.ok else 'PROBLEMS':<8} {counts}  classes {r.num_classes}  decoded {r.decoded}"
     lines = [head] + [f"    - {p}" for p in r.problems[:MAX_PRINTED_PROBLEMS]]
+    if r.paper_differs:
+        lines.append(f"    differs from the paper's Table 12: {', '.join(r.paper_differs)}")
     if len(r.problems) > MAX_PRINTED_PROBLEMS:
         lines.append(f"    - ... {len(r.problems) - MAX_PRINTED_PROBLEMS} more (see --json)")
     return "\n".join(lines)

@@ -8,6 +8,8 @@ raises :class:`~dho.errors.DataError` naming the file and what was expected;
 
 from __future__ import annotations
 
+import functools
+
 import os
 import random
 from dataclasses import asdict, dataclass, field
@@ -65,6 +67,15 @@ class CheckReport:
     num_classes: int | None = None
     decoded: int = 0
     problems: list[str] = field(default_factory=list)
+    #: the paper's Table 12 beside the counts found: {what: {"found": n, "paper": m}} (what =
+    #: classes, train, val, test); empty for a dataset the paper does not list
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def paper_differs(self) -> list[str]:
+        """``"train 4127 (paper 4128)"`` for each count that differs from the paper's Table 12."""
+        return [f"{what} {c['found']:g} (paper {c['paper']:g})" for what, c in self.paper.items()
+                if c["found"] != c["paper"]]
 
     @property
     def ok(self) -> bool:
@@ -72,7 +83,35 @@ class CheckReport:
         return self.found and not self.problems
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "paper_differs": self.paper_differs}
+
+
+@functools.cache
+def _table12() -> "pd.DataFrame":
+    from ..results.reported import load_reported
+
+    reported = load_reported()
+    return reported[reported["table"] == "Tab12"]
+
+
+def paper_counts(dataset: str, counts: dict[str, int], classes: int) -> dict[str, dict[str, float]]:
+    """``counts`` (images per split) and ``classes`` (classes that occur) beside the paper's Table 12.
+
+    Only what the paper prints is compared; ImageNet's train size is printed in millions
+    (1.28M) and compared at that precision.
+    """
+    rows = _table12()
+    rows = rows[rows["dataset"] == dataset]
+    paper = dict(zip(rows["metric"], rows["value"]))
+    out: dict[str, dict[str, float]] = {}
+    if "n_classes" in paper:
+        out["classes"] = {"found": classes, "paper": paper["n_classes"]}
+    for split in ("train", "val", "test"):
+        if f"n_{split}" in paper and split in counts:
+            out[split] = {"found": counts[split], "paper": paper[f"n_{split}"]}
+    if "n_train_millions" in paper and "train" in counts:
+        out["train (millions)"] = {"found": round(counts["train"] / 1e6, 2), "paper": paper["n_train_millions"]}
+    return out
 
 
 def summarise_problems(name: str, problems: list[str], limit: int = 3) -> str:
@@ -203,6 +242,8 @@ class DatasetSource:
                 except DataError as e:
                     problems.append(str(e))
         report.problems = list(dict.fromkeys(problems))
+        occurring = {label for entries in index.items.values() for _, label in entries}
+        report.paper = paper_counts(self.name, report.counts, len(occurring))
         if not problems:
             self._index = index
         return report

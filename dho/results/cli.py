@@ -1,4 +1,5 @@
 """``dho collect | tables | figures | rechoose``: runs.csv and everything derived from it;
+``dho paper-table``: a paper table in the paper's layout;
 ``dho collect-evals | ood-tables``: evaluation records (``dho evaluate``) -> evals.csv -> OOD table."""
 
 from __future__ import annotations
@@ -113,6 +114,26 @@ def _readme_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paper_table(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..errors import ConfigError
+    from .collect import read_runs_csv
+    from .evals import read_evals_csv
+    from .paper import evals_as_runs, get_layout, write_paper_table
+    from .reported import load_reported
+
+    layout = get_layout(args.layout)
+    frames = [read_runs_csv(p) for p in args.runs or []]
+    frames += [evals_as_runs(read_evals_csv(p)) for p in args.evals or []]
+    if not frames:
+        raise ConfigError("dho paper-table: give --runs runs.csv and/or --evals evals.csv (repeatable)")
+    runs = pd.concat(frames, ignore_index=True)
+    for path in write_paper_table(layout, runs, load_reported(args.reported), args.out_dir):
+        print(f"wrote {path}")
+    return 0
+
+
 def add_cli(sub: argparse._SubParsersAction) -> None:
     """Add ``collect``, ``tables``, ``figures``, ``rechoose``, ``collect-evals`` and ``ood-tables``."""
     p = sub.add_parser("collect", help="collect finished run directories into runs.csv")
@@ -150,6 +171,18 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figures-dir", help="where the figures are copied, relative to the README (default docs/SUITE)")
     p.add_argument("--no-figures", action="store_true", help="neither copy nor show the figures")
     p.set_defaults(func=_readme_results)
+
+    p = sub.add_parser("paper-table", help="one paper table in the paper's layout, reported numbers beside",
+                       description="Render a paper table (rows and columns as in the paper) from runs.csv / "
+                                   "evals.csv: each cell = reproduced (reported, difference). Example: "
+                                   "python -m dho paper-table --layout table1 --runs results/table1/runs.csv "
+                                   "--out-dir results/paper")
+    p.add_argument("--layout", required=True, help="table1, fig4, fig5, fig6, fig9, table3, table6, table17, mobilenet")
+    p.add_argument("--runs", action="append", metavar="CSV", help="runs.csv of a suite (repeatable)")
+    p.add_argument("--evals", action="append", metavar="CSV", help="evals.csv of an evaluation suite (repeatable)")
+    p.add_argument("--reported", help="reported-numbers CSV (default: the packaged reported.csv)")
+    p.add_argument("--out-dir", required=True, help="folder for LAYOUT.md, LAYOUT.csv, LAYOUT.tex")
+    p.set_defaults(func=_paper_table)
 
     p = sub.add_parser("collect-evals", help="collect `dho evaluate` records into evals.csv")
     p.add_argument("--suite", help="suite name written in the 'suite' column (default: each run's suite tag)")

@@ -2,7 +2,8 @@
 resources and teacher jobs.  The workflow's rules only ask it; nothing here runs anything.
 
 Layers of a run's spec (later wins): RunSpec defaults < suite ``train`` <
-``dataset_train[dataset]`` < ``students[s].train`` < ``methods[m].train``, then the
+``dataset_train[dataset]`` < ``students[s].train`` < ``teachers[t].train`` <
+``methods[m].train``, then the
 cell's own keys (dataset, split, student, teacher file, method, seed, paths, tags).
 Resources: the launcher's defaults (:class:`dho.launch.SlurmRequest`) < ``resources.default``
 < ``resources.students[s]`` < ``resources.methods[m]`` (a teacher job: < ``resources.teacher``).
@@ -73,6 +74,7 @@ class MethodEntry:
     method: str          # dho.methods registry name
     args: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
+    teachers: tuple[str, ...] | None = None   # the suite's teachers it runs with (None: all)
 
     @property
     def needs_teacher(self) -> bool:
@@ -135,8 +137,17 @@ class Suite:
 
     @functools.cached_property
     def methods(self) -> dict[str, MethodEntry]:
-        return {name: MethodEntry(name, m.get("method", name), dict(m.get("args", {})), dict(m.get("train", {})))
+        return {name: MethodEntry(name, m.get("method", name), dict(m.get("args", {})), dict(m.get("train", {})),
+                                  tuple(m["teachers"]) if m.get("teachers") else None)
                 for name, m in self.cfg["methods"].items()}
+
+    def teachers_of(self, method: str) -> list[str]:
+        """The teachers a method runs with: ``none`` without a teacher, else its ``teachers``
+        (default: all of the suite's)."""
+        m = self.methods[method]
+        if not m.needs_teacher:
+            return [NO_TEACHER]
+        return list(m.teachers or self.cfg.get("teachers", {}))
 
     @functools.cached_property
     def students(self) -> dict[str, StudentEntry]:
@@ -150,11 +161,10 @@ class Suite:
         if self.evaluates:
             return ()
         self.check()
-        teachers = list(self.cfg.get("teachers", {}))
         return tuple(Cell(self.name, dataset, labels, student, teacher, method, seed)
                      for dataset in self.cfg["datasets"] for labels in self.labels
-                     for student in self.students for method, m in self.methods.items()
-                     for teacher in (teachers if m.needs_teacher else [NO_TEACHER])
+                     for student in self.students for method in self.methods
+                     for teacher in self.teachers_of(method)
                      for seed in self.cfg["seeds"])
 
     def check(self) -> None:
@@ -183,20 +193,27 @@ class Suite:
             TEACHER_KINDS.get(t["kind"]).check(self, teacher)
         if any(m.needs_teacher for m in self.methods.values()) and not self.cfg.get("teachers"):
             raise ConfigError(f"config key '{self.key}.teachers' is empty but a method needs a teacher")
+        for name, m in self.methods.items():
+            for t in m.teachers or ():
+                if t not in self.cfg.get("teachers", {}):
+                    raise ConfigError(f"config key '{self.key}.methods.{name}.teachers': unknown teacher '{t}'; "
+                                      f"the suite's teachers: {', '.join(self.cfg.get('teachers', {}))}")
         for dataset in self.cfg["datasets"]:  # RunSpec types, ranges and protocol checks (dho.protocol)
             for name, s in self.students.items():
                 for method in self.methods:
-                    settings = dict(self.train_settings(dataset, name, method), dataset=dataset, student=s.student,
-                                    student_pretrained=s.pretrained, student_kwargs=s.kwargs)
-                    self._spec_of(settings, f"config key '{self.key}.train' (with the overrides of "
-                                            f"{dataset}, {name}, {method})")
+                    for teacher in self.teachers_of(method):
+                        settings = dict(self.train_settings(dataset, name, method, teacher), dataset=dataset,
+                                        student=s.student, student_pretrained=s.pretrained, student_kwargs=s.kwargs)
+                        self._spec_of(settings, f"config key '{self.key}.train' (with the overrides of "
+                                                f"{dataset}, {name}, {method}, {teacher})")
 
     # -- settings --------------------------------------------------------------------------
-    def train_settings(self, dataset: str, student: str, method: str) -> dict[str, Any]:
-        """RunSpec keys of the config: suite train < dataset_train < student < method."""
+    def train_settings(self, dataset: str, student: str, method: str, teacher: str = NO_TEACHER) -> dict[str, Any]:
+        """RunSpec keys of the config: suite train < dataset_train < student < teacher < method."""
         out: dict[str, Any] = {}
+        teacher_train = self.cfg.get("teachers", {}).get(teacher, {}).get("train", {})
         for layer in (self.cfg.get("train", {}), self.cfg.get("dataset_train", {}).get(dataset, {}),
-                      self.students[student].train, self.methods[method].train):
+                      self.students[student].train, teacher_train, self.methods[method].train):
             out.update(layer)
         return out
 
@@ -320,7 +337,7 @@ class Suite:
         kwargs = dict(student.kwargs)
         if student.demo_weights:
             kwargs["weights"] = self.demo_student_path(cell.student)
-        spec = self.train_settings(cell.dataset, cell.student, cell.method)
+        spec = self.train_settings(cell.dataset, cell.student, cell.method, cell.teacher)
         spec.update(
             dataset=cell.dataset, data_root=self.data_root, split=self.labels[cell.labels].to_dict(),
             split_seed=self.split_seed(cell.seed),
