@@ -80,6 +80,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
                        "python -m dho readme-results --suite ci --readme docs/ci.md --no-figures"),
     "collect-evals": ("python -m dho collect-evals --suite ood --evals-root results/ood/evals --out results/ood/evals.csv",),
     "ood-tables": ("python -m dho ood-tables --evals results/ood/evals.csv --out-dir results/ood/tables",),
+    "paper-table": ("python -m dho paper-table --layout table1 --runs results/table1_fewshot/runs.csv "
+                    "--runs results/table1_kd0/runs.csv --out-dir results/paper",
+                    "python -m dho paper-table --layout table17 --evals results/table17_dfn/evals.csv "
+                    "--out-dir results/paper"),
     "evaluate": ("python -m dho evaluate --run-dir results/imagenet_semi/runs/<run> --dataset imagenet_v2 "
                  "--root data --out v2.json",),
 }

@@ -174,9 +174,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("paper-table", help="one paper table in the paper's layout, reported numbers beside",
                        description="Render a paper table (rows and columns as in the paper) from runs.csv / "
-                                   "evals.csv: each cell = reproduced (reported, difference). Example: "
-                                   "python -m dho paper-table --layout table1 --runs results/table1/runs.csv "
-                                   "--out-dir results/paper")
+                                   "evals.csv: each cell = reproduced (reported, difference); 'missing' where the "
+                                   "paper has a number and no run does.")
     p.add_argument("--layout", required=True, help="table1, fig4, fig5, fig6, fig9, table3, table6, table17, mobilenet")
     p.add_argument("--runs", action="append", metavar="CSV", help="runs.csv of a suite (repeatable)")
     p.add_argument("--evals", action="append", metavar="CSV", help="evals.csv of an evaluation suite (repeatable)")
