@@ -56,7 +56,7 @@ def _all_subcommands():
 def test_every_help_is_user_text_with_an_example():
     for words, parser in _all_subcommands():
         text = parser.format_help()
-        assert "examples:\n  python -m dho " in text, f"dho {words} --help has no example"
+        assert "examples:\n  python -m dho " in text, f"dho {words} --help has no example: add it to dho.cli.EXAMPLES"
         assert "``" not in text and ":class:" not in text, f"dho {words} --help shows docstring markup"
         assert parser.description, f"dho {words} --help says nothing about what it does"
 
