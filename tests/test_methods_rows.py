@@ -174,3 +174,27 @@ def test_nonlinear_heads_replace_exactly_the_named_heads(name, nonlinear):
     total, _ = m.loss(o, None, torch.tensor([0, 1, 2]), t, None)
     ref, _ = METHODS.get("dho").loss(o, None, torch.tensor([0, 1, 2]), t, None)
     assert total.item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_wkd_hand_values():
+    from dho.methods.wkd import prototype_cost, sinkhorn_plan, wkd_loss
+
+    # non-target q^S = [1/2, 1/2], q^T = [1, 0]: the only plan moves 1/2 across at cost 1 (whatever
+    # the regularisation; a larger one converges in fewer iterations)
+    cost = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])
+    plan = sinkhorn_plan(torch.tensor([[0.5, 0.5]]), torch.tensor([[1.0, 0.0]]), cost, 0.5, 50)
+    assert torch.allclose(plan, torch.tensor([[[0.5, 0.0], [0.5, 0.0]]]), atol=1e-4)
+    # classes 0 (target), 1, 2: student uniform, teacher [1/2, 1/2 - e, ~0] on the non-targets
+    c3 = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    s, t, y = torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -60.0]]), torch.tensor([0])
+    target = -0.5 * math.log(1 / 3)                        # p^T_y = 1/2 (softmax of [0, 0, -60]), p^S_y = 1/3
+    got = wkd_loss(s, t, y, c3, temperature=1.0, gamma=2.0, reg=0.5, iters=50).item()
+    assert got == pytest.approx(target + 2.0 * 0.5, abs=1e-3)
+    # two classes: one non-target class, nothing to transport
+    two = wkd_loss(torch.tensor([[0.0, math.log(3.0)]]), torch.zeros(1, 2), torch.tensor([1]),
+                   torch.ones(2, 2) - torch.eye(2), 1.0, 1.0, 0.05, 10).item()
+    assert two == pytest.approx(-0.5 * math.log(3 / 4), abs=1e-6)
+    # cost from prototypes: orthogonal prototypes cost 1, identical ones 0
+    assert torch.allclose(prototype_cost(torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])),
+                          torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]), atol=1e-6)
+    assert (METHODS.get("wkd").loads_unlabeled, METHODS.get("wkd_dho").loads_unlabeled) == (False, True)

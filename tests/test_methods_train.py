@@ -36,6 +36,6 @@ def test_method_trains_and_evaluates(name, assets, mlflow_db, tmp_path):  # noqa
         assert metrics["test_acc"] == metrics["test_acc_ce"]
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["best"]["state"]
     has_parts = any(k.startswith("method_parts.") for k in state)
-    assert has_parts == (name == "kd_feature")
+    assert has_parts == (name in ("kd_feature", "wkd", "wkd_dho"))  # training-only parts, dropped by evaluate
     record = evaluate_run(tmp_path / "run", "dtd", assets / "data", device="cpu", progress=False)
     assert record["test_acc"] == pytest.approx(metrics["test_acc"])

@@ -197,3 +197,41 @@ def method_parts(student: nn.Module) -> nn.ModuleDict:
         parts = nn.ModuleDict()
         student.method_parts = parts
     return parts
+
+
+KD_TEMPERATURE = Arg("kd_temperature", 2.0, number_in(0, math.inf, lo_open=True, hi_open=True), "a positive number",
+                     "temperature of the DHO KD head's term")
+
+
+class LabeledDistillMethod(TeacherMethod):
+    """A distillation loss that needs the ground-truth label (DKD, WKD), applied to the
+    CE head's outputs on the labeled images only (DHO paper, Appendix E.3):
+
+    * one head (``with_dho`` False): ``lam * CE(h(z_l), y) + (1 - lam) * D(h(z_l), t_l, y)``;
+    * with DHO: ``lam * CE(h_CE(z_l), y) + (1 - lam) * [D(h_CE(z_l), t_l, y) + KD(h_KD(z_l), t_l)
+      + KD(h_KD(z_u), t_u)]``, KD at ``kd_temperature``.
+
+    Subclasses define :meth:`label_distill` (``D``)."""
+
+    with_dho = False
+
+    @property
+    def loads_unlabeled(self) -> bool:
+        return self.with_dho
+
+    def label_distill(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def step(self, batch: Batch):
+        args = self.resolve_args(batch.args)
+        self._check_inputs(batch.out_u, batch.t_l, batch.t_u)
+        sup = F.cross_entropy(batch.out_l.ce, batch.labels)
+        distill = self.label_distill(Batch(**{**batch.__dict__, "args": args}))
+        if self.with_dho:
+            distill = distill + self.distill_terms(batch.out_l, batch.out_u, batch.t_l, batch.t_u,
+                                                   {"temperature": args["kd_temperature"]})
+        lam = args["lam"]
+        return lam * sup + (1 - lam) * distill, {"sup": sup, "distill": distill}
+
+    def loss(self, out_l, out_u, labels, t_l, t_u, **method_args):
+        return self.step(Batch(out_l, out_u, labels, t_l, t_u, method_args))

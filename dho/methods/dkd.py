@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import LAM, POSITIVE, Arg, TeacherMethod, number_in, register
+from .base import KD_TEMPERATURE, LAM, POSITIVE, Arg, LabeledDistillMethod, number_in, register
 
 DKD_ARGS = (
     LAM,
@@ -55,41 +55,23 @@ def dkd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels:
     return temperature ** 2 * (alpha * tckd + beta * nckd).mean()
 
 
-class _DKDMixin(TeacherMethod):
-    args = DKD_ARGS
-    uses_unlabeled = False
-
-    def dkd(self, out_l, t_l, labels, args):
-        return dkd_loss(out_l.ce, t_l, labels, args["dkd_alpha"], args["dkd_beta"], args["temperature"])
-
-    def loss(self, out_l, out_u, labels, t_l, t_u, **method_args):
-        args = self.resolve_args(method_args)
-        self._check_inputs(out_u, t_l, t_u)
-        sup = F.cross_entropy(out_l.ce, labels)
-        distill = self.dkd(out_l, t_l, labels, args) + self.extra_distill(out_l, out_u, t_l, t_u, args)
-        lam = args["lam"]
-        return lam * sup + (1 - lam) * distill, {"sup": sup, "distill": distill}
-
-    def extra_distill(self, out_l, out_u, t_l, t_u, args):
-        return torch.zeros((), device=out_l.ce.device)
-
-
 @register
-class DKD(_DKDMixin):
+class DKD(LabeledDistillMethod):
     name = "dkd"
     heads = 1
+    args = DKD_ARGS
     description = "DKD (labeled images only): lam*CE(h(z_l),y) + (1-lam)*DKD(h(z_l),t_l,y)"
+
+    def label_distill(self, batch):
+        a = batch.args
+        return dkd_loss(batch.out_l.ce, batch.t_l, batch.labels, a["dkd_alpha"], a["dkd_beta"], a["temperature"])
 
 
 @register
-class DKDWithDHO(_DKDMixin):
+class DKDWithDHO(DKD):
     name = "dkd_dho"
     heads = 2
-    uses_unlabeled = True
-    description = ("DKD+DHO: lam*CE(h_CE(z_l),y) + (1-lam)*[DKD(h_CE(z_l),t_l,y) + KD_T(h_KD(z_l),t_l) + "
-                   "KD_T(h_KD(z_u),t_u)], KD at kd_temperature")
-    args = DKD_ARGS + (Arg("kd_temperature", 2.0, number_in(0, math.inf, lo_open=True, hi_open=True),
-                           "a positive number", "temperature of the DHO KD head's term"),)
-
-    def extra_distill(self, out_l, out_u, t_l, t_u, args):
-        return self.distill_terms(out_l, out_u, t_l, t_u, {"temperature": args["kd_temperature"]})
+    with_dho = True
+    args = DKD_ARGS + (KD_TEMPERATURE,)
+    description = ("DKD+DHO: lam*CE(h_CE(z_l),y) + (1-lam)*[DKD(h_CE(z_l),t_l,y) + KD(h_KD(z_l),t_l) + "
+                   "KD(h_KD(z_u),t_u)], KD at kd_temperature")
