@@ -37,6 +37,13 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(F.cosine_similarity(a, b, dim=0, eps=1e-12))
 
 
+def _classifier_weight(head: torch.nn.Module) -> torch.Tensor:
+    """W of a linear head; of a non-linear head (a method's, e.g. DHO+NL-Head), its last linear layer's."""
+    if isinstance(head, torch.nn.Linear):
+        return head.weight
+    return [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1].weight
+
+
 def gradient_conflict(student, out_l, labels: torch.Tensor, t_l: torch.Tensor | None,
                       terms: dict[str, torch.Tensor], temperature: float) -> dict[str, float] | None:
     """``{"cos_theta", "cos_w", "inner"}`` for this step (module doc), or None without both terms."""
@@ -46,8 +53,8 @@ def gradient_conflict(student, out_l, labels: torch.Tensor, t_l: torch.Tensor | 
     cos_theta = (_cosine(_flat_grad(terms["sup"], theta), _flat_grad(terms["distill"], theta))
                  if theta else float("nan"))
     kd_head = student.kd_head if student.kd_head is not None else student.ce_head
-    cos_w = _cosine(_flat_grad(terms["sup"], [student.ce_head.weight]),
-                    _flat_grad(terms["distill"], [kd_head.weight]))
+    cos_w = _cosine(_flat_grad(terms["sup"], [_classifier_weight(student.ce_head)]),
+                    _flat_grad(terms["distill"], [_classifier_weight(kd_head)]))
     with torch.no_grad():
         y = F.one_hot(labels.long(), out_l.ce.shape[1]).to(torch.float64)
         p_ce = F.softmax(out_l.ce.double(), dim=1)
