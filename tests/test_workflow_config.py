@@ -106,6 +106,25 @@ def fake_run(run_dir: Path, cell: dict) -> None:
         "device": "cpu", "git_commit": None, "mlflow_run_id": None, "slurm_job_id": None})
 
 
+def fake_ci_runs(workdir: Path) -> dict:
+    """A faked run dir (fake_run) for every method of the `ci` suite in ``workdir``'s config;
+    returns the suite's methods."""
+    import yaml
+
+    from dho.methods import METHODS
+
+    methods = yaml.safe_load((workdir / "config.yaml").read_text())["suites"]["ci"]["methods"]
+    for method, m in methods.items():
+        registry_method = m.get("method", method)
+        needs_teacher = m.get("teacher", True) if m.get("external") else METHODS.get(registry_method).needs_teacher
+        teacher = "zs" if needs_teacher else "none"
+        cell = dict(suite="ci", dataset="shapes", labels="2shot", student="resnet18", teacher=teacher,
+                    method=method, seed=1)
+        fake_run(workdir / f"results/ci/runs/shapes/2shot/resnet18/{teacher}/{method}/seed1",
+                 {**cell, "registry_method": registry_method, "method_args": dict(m.get("args", {}))})
+    return methods
+
+
 def test_listed_method_joins_dag_and_tables(workdir, env):
     """A method is one line of a suite's `methods` (no workflow edit); its spec file holds
     the registry method and its args; whether it needs a teacher comes from dho.methods."""
@@ -116,14 +135,7 @@ def test_listed_method_joins_dag_and_tables(workdir, env):
     assert spec["method_args"] == {"lam": 0.25} and spec["method"] == "kd"
     assert '"method_args"' not in p.stdout  # the spec is in its file, not printed with each job
     # fake every run dir of the ci grid, then let the workflow build runs.csv and tables
-    runs = workdir / "results/ci/runs"
-    methods = {"ce": "ce", "kd": "kd", "dho": "dho", "pseudo_label": "pseudo_label", "my_baseline": "kd"}
-    for method, registry_method in methods.items():
-        args = {"lam": 0.25} if method == "my_baseline" else {}
-        teacher = "none" if method == "ce" else "zs"
-        cell = dict(suite="ci", dataset="shapes", labels="2shot", student="resnet18", teacher=teacher,
-                    method=method, seed=1)
-        fake_run(runs / f"shapes/2shot/resnet18/{teacher}/{method}/seed1", {**cell, "registry_method": registry_method, "method_args": args})
+    methods = fake_ci_runs(workdir)
     snakemake(["--cores", "1", "--config", "suite=ci", "--allowed-rules", "collect", "tables",
                "--", "results/ci/tables"], workdir, env, check=True)
     runs_csv = (workdir / "results/ci/runs.csv").read_text()

@@ -75,9 +75,13 @@ class MethodEntry:
     args: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     teachers: tuple[str, ...] | None = None   # the suite's teachers it runs with (None: all)
+    external: bool = False  # its runs come from a rule file in workflow/rules/baselines/, not dho train
+    teacher: bool = True    # external only: whether its runs get a teacher (registry methods say it)
 
     @property
     def needs_teacher(self) -> bool:
+        if self.external:
+            return self.teacher
         from .. import methods
 
         return methods.METHODS.get(self.method).needs_teacher
@@ -138,7 +142,8 @@ class Suite:
     @functools.cached_property
     def methods(self) -> dict[str, MethodEntry]:
         return {name: MethodEntry(name, m.get("method", name), dict(m.get("args", {})), dict(m.get("train", {})),
-                                  tuple(m["teachers"]) if m.get("teachers") else None)
+                                  tuple(m["teachers"]) if m.get("teachers") else None,
+                                  bool(m.get("external", False)), bool(m.get("teacher", True)))
                 for name, m in self.cfg["methods"].items()}
 
     def teachers_of(self, method: str) -> list[str]:
@@ -185,7 +190,8 @@ class Suite:
                     raise ConfigError(f"config key '{self.key}.students.{name}.kwargs.weights' = 'demo': only "
                                       f"student '{DEMO_STUDENT}' has a demo pretraining, not '{s.student}'")
         for name, m in self.methods.items():
-            _need_known("method", m.method, f"{self.key}.methods.{name}")
+            if not m.external:
+                _need_known("method", m.method, f"{self.key}.methods.{name}")
         for teacher, t in self.cfg.get("teachers", {}).items():
             if t["kind"] not in TEACHER_KINDS:
                 raise ConfigError(f"config key '{self.key}.teachers.{teacher}.kind' = {t['kind']!r}: "
