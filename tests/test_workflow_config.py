@@ -137,7 +137,7 @@ def test_listed_method_joins_dag_and_tables(workdir, env):
     # fake every run dir of the ci grid, then let the workflow build runs.csv and tables
     methods = fake_ci_runs(workdir)
     snakemake(["--cores", "1", "--config", "suite=ci", "--allowed-rules", "collect", "tables",
-               "--", "results/ci/tables"], workdir, env, check=True)
+               "--", "results/ci/tables"], workdir, env, timeout=600, check=True)
     runs_csv = (workdir / "results/ci/runs.csv").read_text()
     assert runs_csv.count("\n") == 1 + len(methods) and ",my_baseline," in runs_csv
     tables = "".join(f.read_text() for f in (workdir / "results/ci/tables").iterdir())
