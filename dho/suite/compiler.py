@@ -191,6 +191,10 @@ class Suite:
                                       f"student '{DEMO_STUDENT}' has a demo pretraining, not '{s.student}'")
         for name, m in self.methods.items():
             if not m.external:
+                if "teacher" in self.cfg["methods"][name]:  # one source of truth: the registry
+                    raise ConfigError(f"config key '{self.key}.methods.{name}.teacher': only an external method "
+                                      f"(external: true) says whether it needs a teacher; '{m.method}' "
+                                      f"declares it in dho.methods")
                 _need_known("method", m.method, f"{self.key}.methods.{name}")
         for teacher, t in self.cfg.get("teachers", {}).items():
             if t["kind"] not in TEACHER_KINDS:
