@@ -9,7 +9,7 @@ import pytest
 from dho.cli import main
 from dho.errors import ConfigError
 from dho.results.collect import collect_runs, write_runs_csv
-from dho.results.readme import claims, markers, replace_block
+from dho.results.readme import claims, claims_frame, markers, replace_block
 from dho.results.rechoose import rechoose, write_rechoose
 from dho.results.tables import write_tables
 from test_results_fakes import make_run
@@ -74,12 +74,15 @@ def test_claims_are_computed_from_the_numbers(results):
     table = claims(runs, rechoose(runs)).set_index("claim")
     assert table.loc["DHO above the teacher", "verdict"] == "holds"  # 41.0 and 46.0 vs 39.0
     assert table.loc["DHO ≥ KD (logit)", "verdict"] == "holds in 1 of 2 cells"  # 41.0 vs 37.5; 46.0 vs 47.0
-    assert "4 shots: DHO 46.0 vs KD (logit) 47.0 (within 2 std)" in table.loc["DHO ≥ KD (logit)", "numbers"]
-    above_ce = table.loc["KD (logit) and DHO above CE"]
+    assert "zero-shot, 4 shots: 46.0 vs 47.0 (within 2 std)" in table.loc["DHO ≥ KD (logit)", "numbers"]
+    above_ce = table.loc["KD (logit) / DHO above CE"]
     assert above_ce["verdict"] == "holds in 1 of 2 cells"  # 4 shots: CE 47.0 beats DHO 46.0
     assert "zero-shot, 1 shot: 37.5 / 41.0 vs 30.5" in above_ce["numbers"]
-    conflict = [c for c in table.index if c.startswith("less gradient conflict")][0]
-    assert table.loc[conflict, "verdict"] == "holds"
+    assert table.loc["gradient cosine of DHO ≥ KD (logit)'s (less conflict)", "verdict"] == "holds"
+    frame = claims_frame(runs, rechoose(runs)).set_index("claim")
+    assert list(frame.columns) == ["verdict", "teacher", "1 shot", "4 shots"]
+    assert list(frame.loc["DHO ≥ KD (logit)"]) == ["holds in 1 of 2 cells", "zero-shot", "yes: 41.0 vs 37.5",
+                                                  "no: 46.0 vs 47.0 (within 2 std)"]
 
 
 def test_figures_are_copied_next_to_the_readme_and_shown(results, tmp_path):

@@ -79,63 +79,87 @@ def _verdict(held: int, total: int) -> str:
     return "holds" if held == total else ("does not hold" if held == 0 else f"holds in {held} of {total} cells")
 
 
-def claims(runs: pd.DataFrame, rechoose: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per claim of the paper that this suite can test: claim, verdict, the numbers."""
+Cell = tuple[str, str]                        # (teacher, labels)
+Result = tuple[bool, str]                     # (the claim holds in the cell, its numbers)
+
+
+def claim_results(runs: pd.DataFrame, rechoose: pd.DataFrame | None) -> list[tuple[str, dict[Cell, Result]]]:
+    """Each claim of the paper this suite can test, with its result in every (teacher, labels) cell."""
     acc = _means(runs)
     cos = _means(runs.dropna(subset=["grad_cosine_mean"]), "grad_cosine_mean")
     teacher = _teacher_acc(runs)
     cells = _cells(runs)
-    rows = []
 
-    def add(claim: str, results: list[tuple[bool, str]]) -> None:
-        results = [r for r in results if r is not None]
-        held = sum(ok for ok, _ in results)
-        detail = "; ".join(text for _, text in results)
-        rows.append({"claim": claim, "verdict": _verdict(held, len(results)), "numbers": detail})
+    def each(result) -> dict[Cell, Result]:
+        return {cell: r for cell in cells if (r := result(*cell)) is not None}
 
-    def pair(a: str, b: str, table: pd.DataFrame, fmt: str, teacher_name: str, labels: str, need_std: bool = False):
-        va, vb = _get(table, teacher_name, a, labels), _get(table, teacher_name, b, labels)
-        if math.isnan(va) or math.isnan(vb):
+    def vs(a: float, b: float, fmt: str, spread: float = math.nan, strict: bool = False) -> Result | None:
+        if math.isnan(a) or math.isnan(b):
             return None
-        text = f"{_where(teacher_name, labels)}: {method_label(a)} {va:{fmt}} vs {method_label(b)} {vb:{fmt}}"
-        if need_std:
-            spread = max(_get(table, teacher_name, a, labels, "std"), _get(table, teacher_name, b, labels, "std"))
-            if not math.isnan(spread) and abs(va - vb) <= 2 * spread:
-                text += " (within 2 std)"
-        return va >= vb, text
+        text = f"{a:{fmt}} vs {b:{fmt}}" + (" (within 2 std)" if abs(a - b) <= 2 * spread else "")
+        return (a > b if strict else a >= b), text
 
-    add(f"{method_label(DHO)} above the teacher", [
-        None if math.isnan(_get(acc, t, DHO, lab)) or (t, lab) not in teacher else
-        (_get(acc, t, DHO, lab) > teacher[(t, lab)],
-         f"{_where(t, lab)}: {_get(acc, t, DHO, lab):.1f} vs {teacher[(t, lab)]:.1f}")
-        for t, lab in cells])
-    add(f"{method_label(KD)} and {method_label(DHO)} above {method_label(CE)}", [
-        None if any(math.isnan(_get(acc, t, m, lab)) for m in (KD, DHO, CE)) else
-        (min(_get(acc, t, KD, lab), _get(acc, t, DHO, lab)) > _get(acc, t, CE, lab),
-         f"{_where(t, lab)}: {_get(acc, t, KD, lab):.1f} / {_get(acc, t, DHO, lab):.1f} vs {_get(acc, t, CE, lab):.1f}")
-        for t, lab in cells])
-    add(f"{method_label(DHO)} ≥ {method_label(KD)}",
-        [pair(DHO, KD, acc, ".1f", t, lab, need_std=True) for t, lab in cells])
-    add(f"less gradient conflict with {method_label(DHO)}: its gradient cosine above {method_label(KD)}'s",
-        [pair(DHO, KD, cos, "+.2f", t, lab) for t, lab in cells])
+    def above_teacher(t, lab):
+        return vs(_get(acc, t, DHO, lab), teacher.get((t, lab), math.nan), ".1f", strict=True)
+
+    def above_ce(t, lab):
+        kd, dho, ce = (_get(acc, t, m, lab) for m in (KD, DHO, CE))
+        if math.isnan(kd + dho + ce):
+            return None
+        return min(kd, dho) > ce, f"{kd:.1f} / {dho:.1f} vs {ce:.1f}"
+
+    def dho_vs_kd(t, lab):
+        spread = np.nanmax([_get(acc, t, m, lab, "std") for m in (DHO, KD)] + [-np.inf])
+        return vs(_get(acc, t, DHO, lab), _get(acc, t, KD, lab), ".1f", spread if np.isfinite(spread) else math.nan)
+
+    out = [(f"{method_label(DHO)} above the teacher", each(above_teacher)),
+           (f"{method_label(KD)} / {method_label(DHO)} above {method_label(CE)}", each(above_ce)),
+           (f"{method_label(DHO)} ≥ {method_label(KD)}", each(dho_vs_kd)),
+           (f"gradient cosine of {method_label(DHO)} ≥ {method_label(KD)}'s (less conflict)",
+            each(lambda t, lab: vs(_get(cos, t, DHO, lab), _get(cos, t, KD, lab), "+.2f")))]
     if rechoose is not None and not rechoose.empty:
-        rows.append(_head_claim(rechoose))
+        out.append(("searched (α, β) ≥ the better single head, on test", _head_results(rechoose)))
+    return [(claim, results) for claim, results in out if results]
+
+
+def claims(runs: pd.DataFrame, rechoose: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per claim: claim, verdict, and the numbers of every cell (``teacher, labels: a vs b``)."""
+    rows = []
+    for claim, results in claim_results(runs, rechoose):
+        held = sum(ok for ok, _ in results.values())
+        rows.append({"claim": claim, "verdict": _verdict(held, len(results)),
+                     "numbers": "; ".join(f"{_where(*cell)}: {text}" for cell, (_, text) in results.items())})
     return pd.DataFrame(rows, columns=["claim", "verdict", "numbers"])
 
 
-def _head_claim(rechoose: pd.DataFrame) -> dict:
-    """The (α, β) searched on validation is at least the better single head, on test."""
+def claims_frame(runs: pd.DataFrame, rechoose: pd.DataFrame | None) -> pd.DataFrame:
+    """The claims as a display table: one row per claim and teacher, one column per label level,
+    each cell ``yes`` / ``no`` with its numbers; the verdict on the claim's first row."""
+    levels = label_levels(runs)
+    rows = []
+    for claim, results in claim_results(runs, rechoose):
+        held = sum(ok for ok, _ in results.values())
+        teachers = sorted({t for t, _ in results}, key=teacher_sort_key)
+        for i, t in enumerate(teachers):
+            row = {"claim": claim if i == 0 else "", "verdict": _verdict(held, len(results)) if i == 0 else "",
+                   "teacher": teacher_label(t)}
+            for lab in levels:
+                ok, text = results.get((t, lab), (None, "–"))
+                row[labels_label(lab)] = text if ok is None else f"{'yes' if ok else 'no'}: {text}"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _head_results(rechoose: pd.DataFrame) -> dict[Cell, Result]:
+    """The (α, β) searched on validation against the better single head, on test."""
     means = rechoose[rechoose["method"] == DHO].groupby(["teacher", "labels", "rule"])["test_acc"].mean()
-    results = []
+    out = {}
     for t, lab in _cells(rechoose):
-        if (t, lab, "searched") not in means:
-            continue
-        searched = means[(t, lab, "searched")]
-        best_head = max(means[(t, lab, "ce_only")], means[(t, lab, "kd_only")])
-        results.append((searched >= best_head - 1e-9, f"{_where(t, lab)}: {searched:.1f} vs {best_head:.1f}"))
-    held = sum(ok for ok, _ in results)
-    return {"claim": "searched (α, β) at least the better single head, on test",
-            "verdict": _verdict(held, len(results)), "numbers": "; ".join(text for _, text in results)}
+        if (t, lab, "searched") in means:
+            searched = means[(t, lab, "searched")]
+            best_head = max(means[(t, lab, "ce_only")], means[(t, lab, "kd_only")])
+            out[(t, lab)] = (searched >= best_head - 1e-9, f"{searched:.1f} vs {best_head:.1f}")
+    return out
 
 
 def cosine_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -186,8 +210,9 @@ def results_block(results_dir: str | os.PathLike, suite: str, figures_to: str | 
     if not cosines.empty:
         out += ["**Gradient conflict**: cosine between ∇L_sup and ∇L_KD w.r.t. the shared feature, averaged over "
                 "a run, mean over seeds (below 0: the two signals conflict):", "", markdown_table(cosines, 2)]
-    verdicts = claims(runs, rechoose)
-    out += ["**The paper's claims on this run:**", "", markdown_table(verdicts, 3)]
+    verdicts = claims_frame(runs, rechoose)
+    out += ["**The paper's claims on this run** (each cell: does it hold there, and the numbers compared; "
+            "\"within 2 std\": the gap is inside the seed spread):", "", markdown_table(verdicts, 3)]
     if figures_to:
         out += [f"![{name.replace('_', ' ')}]({figures_to}/{name}.png)  \n*{CAPTIONS[name]}*\n" for name in CAPTIONS
                 if (base / "figures" / f"{name}.png").is_file()]
