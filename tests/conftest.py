@@ -43,16 +43,21 @@ def env() -> dict[str, str]:
     return e
 
 
+def copy_repo(dst: Path, names=WORKFLOW_FILES) -> Path:
+    """Copy ``names`` (default: the workflow files) of the repo into ``dst``."""
+    for name in names:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst / name)
+    return dst
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A copy of the repo's workflow (Snakefile, config, rules, profiles) in a temp folder."""
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, tmp_path / name)
-    return tmp_path
+    return copy_repo(tmp_path)
 
 
 def snakemake(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120, check: bool = False

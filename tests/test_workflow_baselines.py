@@ -6,13 +6,12 @@ the tables."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import yaml
 
-from conftest import REPO, WORKFLOW_FILES, snakemake
+from conftest import WORKFLOW_FILES, copy_repo, snakemake
 from test_workflow_config import fake_ci_runs
 
 METHOD_MODULE = '''"""Throwaway: CE with label smoothing (a test baseline)."""
@@ -73,12 +72,7 @@ atomic_write_json(Path(sys.argv[2]) / "metrics.json", {
 
 
 def _copy_repo(dst: Path, with_package: bool) -> None:
-    for name in WORKFLOW_FILES + (("dho",) if with_package else ()):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst / name)
+    copy_repo(dst, WORKFLOW_FILES + (("dho",) if with_package else ()))
 
 
 def _list_in_ci(workdir: Path, name: str, entry: dict) -> None:
