@@ -36,6 +36,7 @@ rule all:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teachers.smk"
+include: "workflow/rules/teacher_cache.smk"
 include: "workflow/rules/train.smk"
 
 

@@ -315,6 +315,44 @@ class Suite:
         where = [job.dataset] + ([job.labels, f"split{job.split_seed}"] if job.labels is not None else [])
         return "-".join(["dho-teacher", self.name, *where, job.teacher])
 
+    # -- teacher-output cache (suite key teacher_cache; dho.teacher_cache) -----------------
+    @property
+    def caches(self) -> bool:
+        return bool(self.cfg.get("teacher_cache", False))
+
+    def tower(self, teacher: str) -> str:
+        """The teacher whose image tower ``teacher`` uses: its ``base`` (Tip-Adapter-F) or itself."""
+        return self.cfg["teachers"][teacher].get("base", teacher)
+
+    def cache_path(self, dataset: str, tower: str, seed: int | str, suffix: str = ".pt") -> str:
+        return f"{self.dir}/teacher_cache/{dataset}/{tower}/seed{seed}{suffix}"
+
+    def cache_of(self, cell: Cell) -> str | None:
+        if not self.caches or cell.teacher == NO_TEACHER:
+            return None
+        return self.cache_path(cell.dataset, self.tower(cell.teacher), cell.seed)
+
+    def cache_cells(self, dataset: str, tower: str, seed: int | str) -> list[Cell]:
+        """The runs whose teacher sees its views through one cache."""
+        return [c for c in self.grid if c.teacher != NO_TEACHER and c.dataset == dataset
+                and str(c.seed) == str(seed) and self.tower(c.teacher) == tower]
+
+    def cache_inputs(self, dataset: str, tower: str, seed: int | str) -> dict[str, Any]:
+        cells = self.cache_cells(dataset, tower, seed)
+        return {"teacher": self.teacher_path(self.teacher_job_of(tower, dataset)), "data": self.data_ok(dataset),
+                "specs": self.cache_path(dataset, tower, seed, ".specs.json"),
+                "splits": sorted({self.split_path(c.dataset, c.labels, self.split_seed(c.seed)) for c in cells})}
+
+    def cache_files(self) -> dict[str, list[dict[str, Any]]]:
+        """specs-list path -> the run specs of each cache (the `dho teacher cache --spec` file)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        if self.caches:
+            for c in self.grid:
+                if c.teacher != NO_TEACHER:
+                    path = self.cache_path(c.dataset, self.tower(c.teacher), c.seed, ".specs.json")
+                    out.setdefault(path, []).append(self.run_spec(c))
+        return out
+
     # -- settings files: a job's command line, rewritten only when it changes ---------------
     @staticmethod
     def _teacher_settings_name(job: TeacherJob) -> str:
@@ -358,6 +396,8 @@ class Suite:
             mlflow_uri=self.workflow.mlflow_uri, mlflow_experiment=self.name,
             tags={"suite": self.name, "dataset": cell.dataset, "labels": cell.labels, "student": cell.student,
                   "teacher": cell.teacher, "method": cell.method, "seed": str(cell.seed)})
+        if self.cache_of(cell) is not None:
+            spec["teacher_cache"] = self.cache_of(cell)
         return spec
 
     def train_inputs(self, cell: Cell) -> dict[str, str]:
@@ -367,6 +407,8 @@ class Suite:
         teacher = self.teacher_file(cell)
         if teacher is not None:
             inputs["teacher"] = teacher
+        if self.cache_of(cell) is not None:
+            inputs["teacher_cache"] = self.cache_of(cell)
         if self.students[cell.student].demo_weights:
             inputs["student_weights"] = self.demo_student_path(cell.student)
         return inputs
@@ -471,6 +513,7 @@ class Workflow:
         for suite in self.compiled():
             out.update({suite.spec_path(cell): suite.run_spec(cell) for cell in suite.grid})
             out.update({suite.settings_path(name): args for name, args in suite.settings().items()})
+            out.update(suite.cache_files())
         return out
 
     def write_files(self) -> int:
