@@ -22,7 +22,7 @@ from .split import LabelSplit
 # Keys that do not change the numbers a run produces: excluded from the spec hash.
 NON_SEMANTIC_KEYS = frozenset(
     {"data_root", "output_dir", "device", "num_workers", "mlflow_uri", "mlflow_experiment",
-     "tags", "progress", "split_manifest", "teacher_file", "teacher_cache"}
+     "tags", "progress", "split_manifest", "teacher_file", "teacher_cache", "max_device_batch"}
 )
 
 
@@ -69,6 +69,8 @@ class RunSpec:
     # --- where and how -----------------------------------------------------------------
     device: str = "auto"
     num_workers: int = 2
+    max_device_batch: int | None = None      # most images one process forwards at once (gradient
+    #                                          accumulation keeps the global batch); None = whole share
     output_dir: str | None = None
     mlflow_uri: str | None = None            # default: $MLFLOW_TRACKING_URI or sqlite:///results/mlflow.db
     mlflow_experiment: str = "dho"
@@ -121,6 +123,7 @@ class RunSpec:
         need(0 < self.crop_scale_min <= 1, "crop_scale_min", "a number in (0, 1]")
         need(self.grad_cosine_every >= 0, "grad_cosine_every", "an integer >= 0")
         need(self.num_workers >= 0, "num_workers", "an integer >= 0")
+        need(self.max_device_batch is None or self.max_device_batch >= 1, "max_device_batch", "null or an integer >= 1")
         LabelSplit.from_dict(self.split, source)
         for k, v in self.method_args.items():
             if not isinstance(v, (int, float, str, bool)) or (isinstance(v, float) and not math.isfinite(v)):
