@@ -18,9 +18,12 @@ class TrainJob(submitit.helpers.Checkpointable):
     with the same arguments and resumes from the last epoch checkpoint."""
 
     def __call__(self, spec_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
+        from .distributed import init_from_submitit
         from .train import run_training
 
-        return run_training(RunSpec.from_dict(spec_dict), run_dir)
+        spec = RunSpec.from_dict(spec_dict)
+        init_from_submitit(spec.device)  # a job of several tasks: one data-parallel rank each
+        return run_training(spec, run_dir)
 
     def checkpoint(self, spec_dict: dict[str, Any], run_dir: str) -> submitit.helpers.DelayedSubmission:
         return submitit.helpers.DelayedSubmission(TrainJob(), spec_dict, run_dir)

@@ -28,6 +28,7 @@ arguments and done file) attaches to it instead of submitting a second job (a fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import io
 import json
@@ -88,6 +89,12 @@ class SlurmRequest:
     account: str | None = None
     qos: str | None = None
     max_requeues: int = 3
+    nodes: int = 1
+    tasks_per_node: int = 1  # processes per node: data-parallel ranks of a training run
+
+    @property
+    def tasks(self) -> int:
+        return max(1, self.tasks_per_node)
 
     def default_max_wait_min(self) -> float:
         """Every allowed requeue running to its limit, plus a day in the queue."""
@@ -192,7 +199,7 @@ def _sbatch(fn: Callable, args: tuple, request: SlurmRequest, log_dir: Path, nam
     executor = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster="slurm",
                                      slurm_max_num_timeout=request.max_requeues)
     params: dict[str, Any] = dict(name=name, timeout_min=request.time_min, cpus_per_task=request.cpus,
-                                  mem_gb=request.mem_gb, tasks_per_node=1, nodes=1)
+                                  mem_gb=request.mem_gb, tasks_per_node=request.tasks, nodes=request.nodes)
     if request.gpus > 0:
         params["gpus_per_node"] = request.gpus
     for key in ("partition", "account", "qos"):
@@ -440,12 +447,15 @@ def submit_command(argv: list[str], done: str | Path, launcher: str = "local", r
 def _request(args: argparse.Namespace) -> SlurmRequest:
     return SlurmRequest(gpus=args.gpus, cpus=args.cpus, mem_gb=args.mem_gb, time_min=args.time_min,
                         partition=args.partition, account=args.account, qos=args.qos,
-                        max_requeues=args.max_requeues)
+                        max_requeues=args.max_requeues, nodes=args.nodes, tasks_per_node=max(1, args.tasks_per_node))
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.set or [])
-    m = submit(spec, args.out, launcher=args.launcher, request=_request(args), log_dir=args.log_dir,
+    request = _request(args)
+    if not args.tasks_per_node:  # a training run: one data-parallel rank per GPU
+        request = dataclasses.replace(request, tasks_per_node=max(1, request.gpus))
+    m = submit(spec, args.out, launcher=args.launcher, request=request, log_dir=args.log_dir,
                poll_s=args.poll_s, max_wait_min=args.max_wait_min, grace_s=args.grace_s)
     print(f"{args.out}: done, test_acc {m['test_acc']:.2f} (slurm job {m.get('slurm_job_id') or '-'})")
     return 0
@@ -483,8 +493,12 @@ def _add_launch_args(p: argparse.ArgumentParser, log_dir_help: str) -> None:
     p.add_argument("--partition", default=None)
     p.add_argument("--account", default=None)
     p.add_argument("--qos", default=None)
-    p.add_argument("--gpus", type=_positive(int), default=0, help="GPUs per job (default 0)")
-    p.add_argument("--cpus", type=_positive(int), default=1, help="CPUs per job (default 1)")
+    p.add_argument("--gpus", type=_positive(int), default=0, help="GPUs per node (default 0)")
+    p.add_argument("--cpus", type=_positive(int), default=1, help="CPUs per job (per task; default 1)")
+    p.add_argument("--nodes", type=_positive(int), default=1, help="nodes per job (data-parallel; default 1)")
+    p.add_argument("--tasks-per-node", type=int, default=0,
+                   help="processes per node, one data-parallel rank each (dho submit: default one per GPU; "
+                        "submit-cmd: 1)")
     p.add_argument("--mem-gb", type=_positive(float), default=4.0, help="memory per job in GB (default 4)")
     p.add_argument("--time-min", type=_positive(int), default=60, help="time limit per job in minutes (default 60)")
     p.add_argument("--max-requeues", type=_positive(int), default=3,

@@ -37,6 +37,7 @@ training: a second launch of the same run waits, then finds it done and returns 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -51,6 +52,7 @@ import torch
 from .errors import CheckpointError, ConfigError, DataError, OutputError, TrainingError
 from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text, file_lock, file_sha256
 from .conflict import CONFLICT_COLUMNS, gradient_conflict
+from .distributed import add_grads, average_gradients, sync_buffers
 from .methods.base import Batch
 from .progress import Progress, say
 from .rundir import load_done, run_uid
@@ -125,7 +127,10 @@ def run_training(spec: RunSpec, run_dir: str | os.PathLike | None = None) -> dic
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create run directory {run_dir}: {e.strerror}") from None
-    with file_lock(run_dir / ".lock"):
+    from .distributed import current
+
+    lock = file_lock(run_dir / ".lock") if current().is_main else contextlib.nullcontext()
+    with lock:  # one lock per run: only rank 0 of a data-parallel run holds it
         done = load_done(run_dir, spec.hash)
         if done is not None:
             return done
@@ -135,6 +140,16 @@ def run_training(spec: RunSpec, run_dir: str | os.PathLike | None = None) -> dic
             return _Run(spec, run_dir).execute()
         finally:
             set_deterministic(*deterministic_before)
+
+
+class _NoTracker:
+    """The tracker of ranks other than 0 of a data-parallel run: logs nothing."""
+
+    def start(self, *_a, **_k):
+        return None
+
+    def __getattr__(self, _name):
+        return lambda *_a, **_k: None
 
 
 class _Run:
@@ -150,16 +165,20 @@ class _Run:
     def execute(self) -> dict[str, Any]:
         from .tracking import RunTracker
 
+        from .distributed import current, device_for
+
         spec = self.spec
-        self.device = resolve_device(spec.device)
+        self.dist = current()
+        self.device = resolve_device(device_for(spec.device, self.dist))
         if self.device.type == "cpu":
             set_deterministic(True, warn_only=True)
         self._setup_data()
         self._setup_models()
         ckpt = self._load_checkpoint()  # validates before anything is written
-        atomic_write_json(self.run_dir / "spec.json", {**spec.to_dict(), "spec_hash": self.spec_hash})
-        self.run_uid = run_uid(self.run_dir)  # this folder's own id: its MLflow run is tagged with it
-        self.tracker = RunTracker(spec, self.run_dir)
+        if self.dist.is_main:
+            atomic_write_json(self.run_dir / "spec.json", {**spec.to_dict(), "spec_hash": self.spec_hash})
+        self.run_uid = run_uid(self.run_dir, create=self.dist.is_main)  # its MLflow run is tagged with it
+        self.tracker = RunTracker(spec, self.run_dir) if self.dist.is_main else _NoTracker()
         self.git_commit = git_commit()
         self.slurm_job_id = slurm_job_id()
         self.mlflow_run_id = self.tracker.start({"git_commit": self.git_commit, "slurm_job_id": self.slurm_job_id,
@@ -169,7 +188,7 @@ class _Run:
             if ckpt is not None:
                 self._restore(ckpt)
             self._train()
-            metrics = self._finish()
+            metrics = self._finish() if self.dist.is_main else {"status": "worker", "rank": self.dist.rank}
         except BaseException:
             self.tracker.finish(None, status="FAILED")
             raise
@@ -245,6 +264,8 @@ class _Run:
                                      templates=self.source.prompt_templates(prompts),
                                      **spec.student_kwargs)
         self.method.setup_student(self.student, self.method_args, self.teacher)  # method-owned parts
+        if self.dist.active and self.device.type == "cuda":  # batch statistics over the global batch
+            self.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
         self.student.to(self.device)
         from .data.views import Schedule
 
@@ -276,7 +297,11 @@ class _Run:
         return self.schedule.steps_per_epoch
 
     def _setup_optim(self) -> None:
+        from .distributed import accumulation_steps
+
         spec = self.spec
+        images = spec.batch_size + (spec.unlabeled_batch_size if self.schedule.use_unlabeled else 0)
+        self.accum = accumulation_steps(images, self.dist.world, spec.max_device_batch)
         self.steps_per_epoch = self._steps_per_epoch()
         self.total_steps = self.steps_per_epoch * spec.epochs
         params = [p for p in self.student.parameters() if p.requires_grad]
@@ -300,8 +325,8 @@ class _Run:
         return self.run_dir / "checkpoint.pt"
 
     def _load_checkpoint(self) -> dict[str, Any] | None:
-        for stale in self.run_dir.glob(".*.tmp"):  # left by a write killed mid-way; we hold the lock
-            stale.unlink(missing_ok=True)
+        for stale in self.run_dir.glob(".*.tmp") if self.dist.is_main else ():  # a write killed mid-way
+            stale.unlink(missing_ok=True)  # (rank 0 holds the lock)
         path = self.ckpt_path
         if not path.exists():
             return None
@@ -359,6 +384,10 @@ class _Run:
             t0 = time.time()
             train_loss, cosines = self._train_epoch(epoch)
             self.train_seconds += time.time() - t0
+            sync_buffers(self.student, self.dist)
+            if not self.dist.is_main:  # rank 0 validates and writes (dho.distributed)
+                self.epoch = epoch
+                continue
             row = self._validate(epoch, train_loss, cosines)
             self.epoch = epoch
             self.history.append(row)
@@ -372,16 +401,31 @@ class _Run:
             say(f"epoch {epoch}/{spec.epochs} done: train loss {train_loss:.4f}, val accuracy {row['val_acc']:.2f} % "
                 f"(alpha {row['alpha']}, beta {row['beta']}), {time.time() - t0:.1f} s")
 
-    def _epoch_batches(self, epoch: int) -> Iterator[tuple[Any, Any]]:
-        """(labeled batch, unlabeled batch or None) for one epoch: the view keys come from
-        :meth:`dho.data.views.Schedule.epoch`; python/numpy/torch re-seeded from (seed, epoch)."""
-        seed_everything(derive_seed(self.spec.seed, epoch, 0))
+    def _epoch_steps(self, epoch: int) -> Iterator[list[tuple[Any, Any]]]:
+        """Per optimizer step, this process's micro-batches ``[(labeled, unlabeled or None)]``:
+        its shards of the global key batches of :meth:`dho.data.views.Schedule.epoch`
+        (:mod:`dho.distributed`); python/numpy/torch re-seeded from (seed, epoch, rank)."""
+        from .data.views import shard
+
+        d, accum = self.dist, self.accum
+        seed_everything(derive_seed(self.spec.seed, epoch, 0, *((d.rank,) if d.rank else ())))
         lab_keys, unl_keys = self.schedule.epoch(epoch)
-        labeled = iter(self._loader(self.labeled_set, batches=[k.tolist() for k in lab_keys]))
-        if unl_keys is None:
-            return ((b, None) for b in labeled)
-        unlabeled = iter(self._loader(self.unlabeled_set, batches=[k.tolist() for k in unl_keys]))
-        return zip(labeled, unlabeled)
+        plan, self.step_images = [], []
+        for s, b_l in enumerate(lab_keys):
+            b_u = unl_keys[s] if unl_keys is not None else None
+            self.step_images.append(len(b_l) + (len(b_u) if b_u is not None else 0))
+            micro = []
+            for part in range(d.rank * accum, (d.rank + 1) * accum):
+                l_part = shard(b_l, d.world * accum, part)
+                u_part = shard(b_u, d.world * accum, part) if b_u is not None else None
+                if len(l_part):  # a short last batch may leave a shard empty
+                    micro.append((l_part, u_part if u_part is not None and len(u_part) else None))
+            plan.append(micro)
+        labeled = iter(self._loader(self.labeled_set, batches=[l.tolist() for m in plan for l, _ in m]))
+        unl = [u.tolist() for m in plan for _, u in m if u is not None]
+        unlabeled = iter(self._loader(self.unlabeled_set, batches=unl)) if unl else iter(())
+        for m in plan:
+            yield [(next(labeled), next(unlabeled) if u is not None else None) for _, u in m]
 
     def _train_epoch(self, epoch: int) -> tuple[float, list[tuple[int, float]]]:
         spec = self.spec
@@ -390,44 +434,64 @@ class _Run:
         total_loss, n_steps = 0.0, 0
         # a bar on a terminal (spec.progress); in a log, a line per tenth of a long epoch (>= 10 s apart)
         bar = Progress(self.steps_per_epoch, f"epoch {epoch}/{spec.epochs}", bar=spec.progress, min_interval_s=10)
-        for batch_l, batch_u in bar.iterate(self._epoch_batches(epoch)):
-            x_l, y = batch_l[0].to(self.device, non_blocking=True), batch_l[1].to(self.device, non_blocking=True)
-            n_l = x_l.shape[0]
-            x = x_l if batch_u is None else torch.cat([x_l, batch_u[0].to(self.device, non_blocking=True)])
-            out = self.student(x)
-            out_l, out_u = _split_output(out, n_l)
-            t_l = t_u = None
-            extra: dict[str, Any] = {}
-            if self.method.needs_teacher:
-                keys = batch_l[3] if batch_u is None else torch.cat([batch_l[3], batch_u[3]])
-                outputs = self._teacher_outputs(x, keys)
-                t_l, t_u = _split_rows(outputs.pop("logits"), n_l)
-                extra = {k: _split_rows(v, n_l) for k, v in outputs.items()}
-            loss, terms = self.method.step(Batch(out_l, out_u, y, t_l, t_u, self.method_args, self.student, extra))
-            if not torch.isfinite(loss).all():
-                detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                raise TrainingError(f"non-finite loss {float(loss.detach()):.4g} at epoch {epoch}, step {self.step + 1} "
-                                    f"(terms: {detail or 'none'}); lower lr or check the teacher/data")
+        for i, micro in enumerate(bar.iterate(self._epoch_steps(epoch))):
             self.step += 1
-            if spec.grad_cosine_every and self.step % spec.grad_cosine_every == 0:
-                cos = self._grad_cosine(terms, out.feature)
-                if cos is not None:
-                    cosines.append((self.step, cos))
-                conflict = gradient_conflict(self.student, out_l, y, t_l, terms,
-                                             float(self.method_args.get("temperature", 2.0)))
-                if conflict is not None:
-                    self.conflicts.append({"step": self.step, **conflict})
-            self.optimizer.zero_grad(set_to_none=True)
-            self.method.backward(loss, terms, self.method_args, self.student.parameters())
+            loss = self._train_step(micro, epoch, cosines)
             self.optimizer.step()
             self.last_lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
-            total_loss += float(loss.detach())
+            total_loss += loss
             n_steps += 1
             bar.set(loss=total_loss / n_steps)
-            self.train_images += x.shape[0]
+            self.train_images += self.step_images[i]
         self.grad_cosines.extend(cosines)
         return total_loss / max(1, n_steps), cosines
+
+    def _train_step(self, micro: list[tuple[Any, Any]], epoch: int, cosines: list[tuple[int, float]]) -> float:
+        """Gradients of one optimizer step: each micro-batch's backward, summed when there
+        are several, averaged over micro-batches and ranks (:func:`average_gradients`)."""
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        grad_sum, loss_sum = None, 0.0
+        for a, (batch_l, batch_u) in enumerate(micro):
+            loss_sum += self._micro_step(batch_l, batch_u, epoch, cosines, measure=a == 0 and self.dist.is_main)
+            if len(micro) > 1:
+                grad_sum = add_grads(params, grad_sum)
+        if not micro:
+            self.optimizer.zero_grad(set_to_none=True)
+        return average_gradients(params, grad_sum, loss_sum, len(micro), self.dist)
+
+    def _micro_step(self, batch_l, batch_u, epoch: int, cosines: list[tuple[int, float]], measure: bool) -> float:
+        """Forward, loss and the method's backward on one micro-batch; the gradient-conflict
+        diagnostics on the first micro-batch of rank 0 when due."""
+        spec = self.spec
+        x_l, y = batch_l[0].to(self.device, non_blocking=True), batch_l[1].to(self.device, non_blocking=True)
+        n_l = x_l.shape[0]
+        x = x_l if batch_u is None else torch.cat([x_l, batch_u[0].to(self.device, non_blocking=True)])
+        out = self.student(x)
+        out_l, out_u = _split_output(out, n_l)
+        t_l = t_u = None
+        extra: dict[str, Any] = {}
+        if self.method.needs_teacher:
+            keys = batch_l[3] if batch_u is None else torch.cat([batch_l[3], batch_u[3]])
+            outputs = self._teacher_outputs(x, keys)
+            t_l, t_u = _split_rows(outputs.pop("logits"), n_l)
+            extra = {k: _split_rows(v, n_l) for k, v in outputs.items()}
+        loss, terms = self.method.step(Batch(out_l, out_u, y, t_l, t_u, self.method_args, self.student, extra))
+        if not torch.isfinite(loss).all():
+            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+            raise TrainingError(f"non-finite loss {float(loss.detach()):.4g} at epoch {epoch}, step {self.step} "
+                                f"(terms: {detail or 'none'}); lower lr or check the teacher/data")
+        if measure and spec.grad_cosine_every and self.step % spec.grad_cosine_every == 0:
+            cos = self._grad_cosine(terms, out.feature)
+            if cos is not None:
+                cosines.append((self.step, cos))
+            conflict = gradient_conflict(self.student, out_l, y, t_l, terms,
+                                         float(self.method_args.get("temperature", 2.0)))
+            if conflict is not None:
+                self.conflicts.append({"step": self.step, **conflict})
+        self.optimizer.zero_grad(set_to_none=True)
+        self.method.backward(loss, terms, self.method_args, self.student.parameters())
+        return float(loss.detach())
 
     def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16,

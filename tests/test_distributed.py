@@ -1,0 +1,156 @@
+"""Data-parallel training on CPU (gloo): 2 processes equal 1 process at the same global
+batch, gradient accumulation equals the whole batch, and a run checkpointed by one
+process resumes in two with the same result.  The student is the tiny CLIP (LayerNorm:
+no batch statistics, so shards add up exactly to the whole batch)."""
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+torch.set_num_threads(1)
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+from dho import distributed, train  # noqa: E402
+from dho.spec import RunSpec  # noqa: E402
+from fake_datasets import make_fake_dataset  # noqa: E402
+
+RESULT_KEYS = ("test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch",
+               "teacher_test_acc", "spec_hash")
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    from dho.data import get_dataset
+    from dho.models import build_zeroshot_teacher, save_teacher
+    from dho.models.clip import create_clip
+
+    root = tmp_path_factory.mktemp("ddp")
+    make_fake_dataset("dtd", root / "data", num_classes=3, per_class=(6, 2, 2), size=16)
+    source = get_dataset("dtd", root / "data")
+    torch.manual_seed(0)
+    weights = root / "tiny_clip.pt"
+    torch.save(create_clip("dho-tiny-clip", None).state_dict(), weights)
+    teacher = build_zeroshot_teacher("dho-tiny-clip", str(weights), source.classnames, source.templates[:1],
+                                     progress=False)
+    save_teacher(teacher, root / "teacher.pt")
+    return root
+
+
+def make_spec(assets: Path, tmp: Path, **kw) -> dict:
+    base = dict(dataset="dtd", data_root=str(assets / "data"), split={"kind": "fewshot", "shots": 4},
+                student="clip_tiny", student_pretrained=False, teacher_file=str(assets / "teacher.pt"),
+                method="dho", epochs=2, batch_size=4, unlabeled_batch_size=4, image_size=16, num_workers=0,
+                grad_cosine_every=0, progress=False, device="cpu", mlflow_uri=f"sqlite:///{tmp / 'mlflow.db'}")
+    base.update(kw)
+    return RunSpec(**base).to_dict()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, spec: dict, run_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), MLFLOW_DISABLE_TELEMETRY="true")
+    torch.set_num_threads(1)
+    d = distributed.init_from_env("cpu")
+    assert (d.rank, d.world) == (rank, world)
+    try:
+        train.run_training(RunSpec.from_dict(spec), run_dir)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def run_processes(world: int, spec: dict, run_dir: Path) -> dict:
+    mp.spawn(_worker, args=(world, _free_port(), spec, str(run_dir)), nprocs=world, join=True)
+    import json
+
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def same(a_dir: Path, b_dir: Path, a: dict, b: dict, keys=RESULT_KEYS) -> None:
+    assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+    for name in ("logits_val.npz", "logits_test.npz"):
+        with np.load(a_dir / name) as x, np.load(b_dir / name) as y:
+            for head in ("ce", "kd"):
+                np.testing.assert_allclose(x[head], y[head], atol=1e-5, rtol=1e-5)
+    la = [r.split(",")[1] for r in (a_dir / "history.csv").read_text().splitlines()[1:]]
+    lb = [r.split(",")[1] for r in (b_dir / "history.csv").read_text().splitlines()[1:]]
+    np.testing.assert_allclose(np.array(la, float), np.array(lb, float), rtol=1e-5)  # train loss per epoch
+
+
+@pytest.fixture(scope="module")
+def one_process(assets, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("one")
+    return tmp / "run", train.run_training(RunSpec.from_dict(make_spec(assets, tmp)), tmp / "run")
+
+
+def test_two_processes_equal_one(assets, one_process, tmp_path):
+    one_dir, one = one_process
+    two = run_processes(2, make_spec(assets, tmp_path), tmp_path / "run")
+    same(one_dir, tmp_path / "run", one, two)
+    assert two["images_per_s"] and not (tmp_path / "run" / "worker").exists()
+
+
+def test_gradient_accumulation_keeps_the_global_batch(assets, one_process, tmp_path):
+    one_dir, one = one_process
+    # 4 labeled + 4 unlabeled images per step, at most 4 per forward: 2 equal micro-batches
+    acc = train.run_training(RunSpec.from_dict(make_spec(assets, tmp_path, max_device_batch=4)), tmp_path / "run")
+    same(one_dir, tmp_path / "run", one, acc)
+    assert distributed.accumulation_steps(8, 1, 3) == 3 and distributed.accumulation_steps(8, 2, 3) == 2
+    assert distributed.accumulation_steps(8, 2, None) == 1
+
+
+def test_checkpoint_of_one_process_resumes_in_two(assets, one_process, tmp_path, monkeypatch):
+    one_dir, one = one_process
+    spec = make_spec(assets, tmp_path)
+    real = train._Run._save_checkpoint
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(self):
+        real(self)
+        raise Stop()
+
+    monkeypatch.setattr(train._Run, "_save_checkpoint", save_then_stop)
+    with pytest.raises(Stop):
+        train.run_training(RunSpec.from_dict(spec), tmp_path / "run")
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    resumed = run_processes(2, spec, tmp_path / "run")
+    same(one_dir, tmp_path / "run", one, resumed)
+
+
+@pytest.mark.slurm
+def test_two_tasks_through_slurm_equal_one_process(assets, one_process, tmp_path, env):
+    """`dho submit --launcher slurm --tasks-per-node 2`: submitit starts 2 tasks, each joins
+    the gloo group through submitit's TorchDistributedEnvironment; same result as 1 process."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    one_dir, one = one_process
+    spec = make_spec(assets, tmp_path)
+    subprocess.run([sys.executable, "-m", "dho", "mlflow-init", "--uri", spec["mlflow_uri"], "--experiment", "dho"],
+                   check=True, capture_output=True, cwd=REPO, env=env)
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    p = subprocess.run([sys.executable, "-m", "dho", "submit", "--launcher", "slurm", "--spec", str(tmp_path / "spec.json"),
+                        "--out", str(tmp_path / "run"), "--log-dir", str(tmp_path / "logs"), "--tasks-per-node", "2",
+                        "--cpus", "1", "--mem-gb", "1", "--time-min", "10", "--poll-s", "1"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    two = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # (dho submit adds teacher_sha to the spec: another spec hash, the same numbers)
+    same(one_dir, tmp_path / "run", one, two, keys=tuple(k for k in RESULT_KEYS if k != "spec_hash"))
+    tasks = {f.name.split("_")[1] for f in (tmp_path / "logs").rglob(f"{two['slurm_job_id']}_*_log.out")}
+    assert tasks == {"0", "1"}  # submitit ran two tasks (ranks) in the job
