@@ -194,6 +194,8 @@ def test_gradient_conflict_figure_from_the_runs_conflict_csv(runs):
     np.testing.assert_allclose(last.loc["kd"], [-0.3, -0.4, -0.3])
     fig = gradient_conflict(runs)
     axes = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in axes] == list(CONFLICT_QUANTITIES.values())
+    # a row per label level (and teacher), a panel per quantity
+    assert [ax.get_title() for ax in axes] == [f"{q}\n{lab}, zero-shot (rn50) teacher"
+                                               for lab in ("1 shot", "4 shots") for q in CONFLICT_QUANTITIES.values()]
     dho = next(ln for ln in axes[0].get_lines() if ln.get_label().startswith("DHO"))
     np.testing.assert_allclose(dho.get_ydata()[-1], 0.3)

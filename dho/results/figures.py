@@ -281,24 +281,29 @@ def conflict_curves(runs: pd.DataFrame, points: int = PROGRESS_POINTS) -> pd.Dat
 
 
 def gradient_conflict(runs: pd.DataFrame):
-    """The paper's Fig. 3 (plain): one panel per quantity of :data:`CONFLICT_QUANTITIES`,
-    one line per method (mean ± std over every run and dataset) against the fraction of
-    training done."""
+    """The paper's Fig. 3, per label level and teacher: a row of panels per (teacher, label
+    level), one panel per quantity of :data:`CONFLICT_QUANTITIES`, one line per method (mean ±
+    std over the runs of that cell, all datasets) against the fraction of training done."""
     title = "Gradient conflict (the paper's Fig. 3)"
     curves = conflict_curves(runs)
     if curves.empty:
         return _empty_figure(title, "no run logged gradient_conflict.csv")
-    fig, axes = _grid(len(CONFLICT_QUANTITIES), max_cols=len(CONFLICT_QUANTITIES))
-    for ax, (name, label) in zip(axes, CONFLICT_QUANTITIES.items()):
-        for method in order_methods(curves["method"]):
-            stats = curves[curves["method"] == method].groupby("progress")[name].agg(["mean", "std"])
+    cells = [(t, lab) for t in sorted(curves["teacher"].unique(), key=teacher_sort_key)
+             for lab in label_levels(curves) if ((curves["teacher"] == t) & (curves["labels"] == lab)).any()]
+    fig, axes = _grid(len(cells) * len(CONFLICT_QUANTITIES), max_cols=len(CONFLICT_QUANTITIES))
+    panels = ((cell, q) for cell in cells for q in CONFLICT_QUANTITIES.items())
+    for ax, ((teacher, labels), (name, label)) in zip(axes, panels):
+        cell = curves[(curves["teacher"] == teacher) & (curves["labels"] == labels)]
+        for method in order_methods(cell["method"]):
+            stats = cell[cell["method"] == method].groupby("progress")[name].agg(["mean", "std"])
             _plot_method(ax, stats.index.to_numpy(), stats, method, marker=False)
         ax.axhline(0.0, color="grey", linewidth=0.8)
-        ax.set_title(label, fontsize=9)
+        ax.set_title(f"{label}\n{labels_label(labels)}, {teacher_label(teacher)} teacher", fontsize=9)
         ax.set_xlabel("fraction of training done")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{title}: mean ± std over {curves['run_dir'].nunique()} runs; below 0 = conflict")
+    fig.suptitle(f"{title}: mean ± std over the runs of each label level and teacher "
+                 f"({curves['run_dir'].nunique()} runs); below 0 = conflict")
     return fig
 
 
@@ -355,7 +360,7 @@ CAPTIONS = {
                    "level and teacher; below zero the two signals pull the features apart.",
     "gradient_conflict": "The paper's Fig. 3 quantities over training: cosine of the CE and KD gradients over "
                          "the feature extractor's parameters and over the head weights, and (p̂ − y)ᵀ(p̂ − p); "
-                         "mean ± std over runs per method.",
+                         "one row of panels per label level and teacher, mean ± std over its runs per method.",
 }
 
 
