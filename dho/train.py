@@ -433,7 +433,8 @@ class _Run:
         cosines: list[tuple[int, float]] = []
         total_loss, n_steps = 0.0, 0
         # a bar on a terminal (spec.progress); in a log, a line per tenth of a long epoch (>= 10 s apart)
-        bar = Progress(self.steps_per_epoch, f"epoch {epoch}/{spec.epochs}", bar=spec.progress, min_interval_s=10)
+        bar = Progress(self.steps_per_epoch, f"epoch {epoch}/{spec.epochs}", bar=spec.progress and self.dist.is_main,
+                       min_interval_s=10)  # other ranks: lines in their own logs, no terminal bar
         for i, micro in enumerate(bar.iterate(self._epoch_steps(epoch))):
             self.step += 1
             loss = self._train_step(micro, epoch, cosines)
