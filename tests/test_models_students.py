@@ -267,3 +267,19 @@ def test_prompts_kwarg_picks_the_head_init_templates(tiny_clip_weights, tmp_path
     assert not torch.allclose(heads["authors"], heads["clip"])
     with pytest.raises(ConfigError, match=r"student 'resnet18': bad student_kwargs \['prompts'\]"):
         build_student("resnet18", 3, pretrained=False, prompts="clip")
+
+
+def test_clip_student_language_init_of_one_head(tiny_clip_weights):
+    """Table 6's second row: language-aware init of h_CE only (h_KD keeps its random init)."""
+    _, _, W = _zero_shot_reference(tiny_clip_weights, torch.rand(1, 3, 32, 32))
+    torch.manual_seed(0)
+    ce_only = build_student("clip_tiny", 3, classnames=CLASSES, templates=TEMPLATES, model=TINY,
+                            weights=tiny_clip_weights, language_init="ce", kd_head_align=False, progress=False)
+    assert torch.allclose(ce_only.ce_head.weight, W.t()) and torch.count_nonzero(ce_only.ce_head.bias) == 0
+    assert not torch.allclose(ce_only.kd_head.weight, W.t())
+    kd_only = build_student("clip_tiny", 3, classnames=CLASSES, templates=TEMPLATES, model=TINY,
+                            weights=tiny_clip_weights, language_init="kd", progress=False)
+    assert torch.allclose(kd_only.kd_head.weight, W.t()) and not torch.allclose(kd_only.ce_head.weight, W.t())
+    with pytest.raises(ConfigError, match="student_kwargs.language_init = 'both'"):
+        build_student("clip_tiny", 3, classnames=CLASSES, templates=TEMPLATES, model=TINY,
+                      weights=tiny_clip_weights, language_init="both", progress=False)

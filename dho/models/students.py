@@ -22,8 +22,9 @@ student_kwargs:
   cache for dino_resnet50; a file without the classifier's keys is accepted); ``resnet18`` also
   ``width`` (channels of the first stage, default 64: a narrow ResNet-18 for CPU demos);
   anything else goes to torchvision's builder (e.g. ``width_mult`` for MobileNetV2).
-* CLIP (``clip_vit_b16``, ``clip_vit_l14_336``, ``clip_tiny``): ``language_init``,
-  ``kd_head_align`` (default True), ``weights`` (a local open_clip weights file, used
+* CLIP (``clip_vit_b16``, ``clip_vit_l14_336``, ``clip_tiny``): ``language_init``
+  (default True: both heads; ``"ce"`` / ``"kd"``: that head only, the other random, as in
+  Table 6's ablation), ``kd_head_align`` (default True), ``weights`` (a local open_clip weights file, used
   instead of the ``openai`` tag), ``progress``, ``prompts`` (the prompt set the heads are
   initialised from: ``authors`` or ``clip``; the run loop turns it into ``templates``
   with :meth:`dho.data.source.DatasetSource.prompt_templates`); ``clip_tiny`` also ``model`` (an open_clip
@@ -91,9 +92,11 @@ class Student(nn.Module):
         return StudentOutput(z, ce, self.kd_head(z))
 
     @torch.no_grad()
-    def init_heads_from_text(self, weight: torch.Tensor) -> None:
-        """Set every head's weight to ``weight`` [C, D] and its bias to zero."""
-        for head in (self.ce_head, self.kd_head):
+    def init_heads_from_text(self, weight: torch.Tensor, which: bool | str = True) -> None:
+        """Set the weight of the heads ``which`` names (True: every head; ``"ce"`` / ``"kd"``:
+        that head only, Table 6's ablation) to ``weight`` [C, D] and their bias to zero."""
+        heads = {True: (self.ce_head, self.kd_head), "ce": (self.ce_head,), "kd": (self.kd_head,)}[which]
+        for head in heads:
             if head is not None:
                 head.weight.copy_(weight.to(head.weight))
                 head.bias.zero_()
@@ -278,10 +281,13 @@ def _clip_student_from(name: str, source: str | None, num_classes: int, heads: i
     student = Student(clip_model.visual, int(clip_model.visual.output_dim), num_classes, heads,
                       InputAdapter(info["image_size"], info["mean"], info["std"], info["interpolation"]),
                       kd_head_align=kd_head_align)
+    if language_init not in (True, False, "ce", "kd"):
+        raise ConfigError(f"student_kwargs.language_init = {language_init!r}: expected true (both heads), false, "
+                          f"'ce' or 'kd' (that head only)")
     if language_init and classnames is not None:
         W = text_classifier(clip_model, name, classnames, templates or DEFAULT_TEMPLATES, progress=progress,
                             norm="raw_mean")
-        student.init_heads_from_text(W.t())
+        student.init_heads_from_text(W.t(), language_init)
     return student  # the text tower is dropped with clip_model
 
 

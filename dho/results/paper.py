@@ -502,8 +502,8 @@ def _table6() -> Layout:
             reported=dict(table="Tab6", dataset="imagenet", labels="1pct", method=method))})
             for init, align, student, method in rows),
         notes=("grid students: clip_vit_b16_noinit (language_init false, kd_head_align false), "
-               "clip_vit_b16_ceinit (CE head only: needs a per-head init switch, not yet in the harness), "
-               "clip_vit_b16_noalign (kd_head_align false), clip_vit_b16 (both)",))
+               "clip_vit_b16_ceinit (language_init ce: h_CE only, kd_head_align false), "
+               "clip_vit_b16_noalign (kd_head_align false), clip_vit_b16 (both heads, aligned)",))
 
 
 def _table17() -> Layout:
