@@ -112,3 +112,25 @@ def test_run_uid_is_written_once_and_shared(tmp_path):
     assert rundir.run_uid(tmp_path, create=False) == got[0] and not list(tmp_path.glob(".*.tmp"))
     (tmp_path / "run_uid").unlink()  # a new folder instance (deleted and recreated): a new id
     assert rundir.run_uid(tmp_path) != got[0]
+
+
+def test_trainjob_of_a_finished_run_returns_without_importing_torch(tmp_path):
+    """A SLURM job requeued after its run finished is a no-op: the finished metrics, no
+    trainer (no torch import, which alone takes seconds)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from dho.spec import RunSpec
+
+    spec = RunSpec(seed=3)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text(json.dumps(contract_metrics(spec.to_dict(), spec.hash)))
+    code = ("import json, sys; from dho.job import TrainJob; "
+            f"m = TrainJob()(json.loads(sys.argv[1]), sys.argv[2]); "
+            "print(m['spec_hash'], 'torch' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(spec.to_dict()), str(run_dir)], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [spec.hash, "False"]
