@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,30 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {reason}", pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def restore_process_state():
+    """Each test leaves the environment variables and torch's thread counts as it found
+    them (a test that changes them cannot leak into the tests after it)."""
+    environ = dict(os.environ)
+    torch = sys.modules.get("torch")
+    threads = (torch.get_num_threads(), torch.get_num_interop_threads()) if torch else None
+    yield
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    for key, value in environ.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+    if threads is not None and torch.get_num_threads() != threads[0]:
+        torch.set_num_threads(threads[0])  # (the interop count can only be set once per process)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on: bound once by the OS, then closed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ and `dho mlflow-sync` later re-logs it as exactly one MLflow run; the server dyi
 mid-run does not fail the run.  One server per module (its start takes seconds).
 """
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -25,6 +26,7 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 from mlflow import MlflowClient  # noqa: E402  (imported once here: the forked children share it)
 
+from conftest import free_port  # noqa: E402
 from test_faults_disk import quick_spec  # noqa: E402
 from dho import tracking  # noqa: E402
 from dho.cli import main as cli_main  # noqa: E402
@@ -34,12 +36,6 @@ from dho.spec import RunSpec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N_PROC, N_EPOCHS = 16, 6
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def healthy(port: int, host: str = "127.0.0.1") -> bool:
@@ -81,11 +77,11 @@ class Server(SimpleNamespace):
         return self
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`dho mlflow-server` (default host) on a free port, stopped at module end.  Tests call
-    ``server.ready()`` when they need it up, so its start overlaps work that does not."""
-    root = tmp_path_factory.mktemp("mlflow-server")
+@contextlib.contextmanager
+def serve(root: Path):
+    """`dho mlflow-server` (default host) on a free port under ``root``, stopped at the end.
+    Callers use ``server.ready()`` when they need it up, so its start overlaps other work."""
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     db = root / "results" / "mlflow.db"
     log = open(root / "server.log", "w+")
@@ -98,6 +94,13 @@ def server(tmp_path_factory):
     finally:
         stop_group(proc)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server shared by the tests of this module; no test stops it."""
+    with serve(tmp_path_factory.mktemp("mlflow-server")) as s:
+        yield s
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -256,8 +259,15 @@ def test_16_concurrent_processes_lose_no_metric(server, tmp_path):
         assert "metrics.json" in {a.path for a in client.list_artifacts(rid)}
 
 
-def test_server_dying_mid_run_only_warns(server, tmp_path, monkeypatch):
-    """Last test of the module: it stops the server."""
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of this test alone (the test stops it; the module's server stays up)."""
+    with serve(tmp_path / "own-server") as s:
+        yield s
+
+
+def test_server_dying_mid_run_only_warns(own_server, tmp_path, monkeypatch):
+    server = own_server
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     spec = RunSpec(mlflow_uri=server.ready().uri, seed=99, epochs=3, tags={"suite": "dying"})

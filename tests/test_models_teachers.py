@@ -1,5 +1,4 @@
 import math
-import time
 
 import pytest
 import torch
@@ -177,10 +176,8 @@ def test_teacher_needs_weights(offline_env):
         build_zeroshot_teacher(TINY, "", CLASSES, TEMPLATES)
     with pytest.raises(ConfigError, match="neither a known tag"):
         build_zeroshot_teacher("RN50-quickgelu", "no-such-tag", CLASSES, TEMPLATES)
-    start = time.monotonic()
     with pytest.raises(WeightsUnavailable, match="RN50-quickgelu.*'openai'"):
         build_zeroshot_teacher("RN50-quickgelu", "openai", CLASSES, TEMPLATES)
-    assert time.monotonic() - start < 10
 
 
 @pytest.fixture

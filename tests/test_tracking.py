@@ -20,6 +20,7 @@ from dho.cli import main as cli_main  # noqa: E402
 from dho.errors import ConfigError  # noqa: E402
 from dho.io import atomic_write_json  # noqa: E402
 from dho.spec import RunSpec  # noqa: E402
+from conftest import free_port  # noqa: E402
 from test_results_fakes import contract_metrics  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,7 +138,7 @@ def test_retry_with_backoff_on_transient_errors(monkeypatch):
 def test_unavailable_mlflow_warns_and_continues(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    spec = _spec("http://127.0.0.1:9")  # nothing listens on the discard port
+    spec = _spec(f"http://127.0.0.1:{free_port()}")  # nothing listens there
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     tr = tracking.RunTracker(spec, run_dir, attempts=2, base_delay=0.01)

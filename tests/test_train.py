@@ -26,6 +26,7 @@ from dho import rundir, runtime, train  # noqa: E402
 from dho.job import TrainJob  # noqa: E402
 from dho.errors import CheckpointError, ConfigError, DataError, TrainingError  # noqa: E402
 from dho.spec import RunSpec  # noqa: E402
+from conftest import free_port  # noqa: E402
 from fake_datasets import make_fake_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -417,7 +418,7 @@ def test_run_continues_when_mlflow_is_down_then_syncs(assets, tmp_path, monkeypa
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setattr("dho.tracking.time.sleep", lambda s: None)  # no backoff waits in the test
     spec = make_spec(assets, tmp_path / "unused.db", method="ce", teacher_file=None, epochs=1,
-                     mlflow_uri="http://127.0.0.1:9")  # nothing listens there
+                     mlflow_uri=f"http://127.0.0.1:{free_port()}")  # nothing listens there
     with pytest.warns(RuntimeWarning, match="unavailable"):
         m = train.run_training(spec, tmp_path / "runs" / "r")
     assert m["status"] == "complete" and m["mlflow_run_id"] is None
