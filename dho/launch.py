@@ -45,10 +45,10 @@ from typing import Any, Callable, TypeVar
 import submitit
 
 from .errors import ConfigError, DhoError, OutputError, TrainingError
-from .io import atomic_write_json, file_lock, file_sha256
+from .io import atomic_write_json, file_lock
 from .job import TrainJob
 from .rundir import load_done
-from .spec import RunSpec, load_spec
+from .spec import RunSpec, load_spec, with_derived_keys
 from .squeue import QueueView
 
 T = TypeVar("T")
@@ -103,22 +103,11 @@ class SlurmRequest:
 
 # --------------------------------------------------------------------------------------
 # Training runs: dho submit
-def resolve_spec(spec: RunSpec) -> RunSpec:
-    """Fill ``teacher_sha`` (first 16 hex digits of the teacher file's sha256) so that the
-    spec hash changes whenever the teacher file does."""
-    if spec.teacher_file and spec.teacher_sha is None:
-        path = Path(spec.teacher_file)
-        if not path.is_file():
-            raise ConfigError(f"key 'teacher_file': teacher file not found: {path}")
-        spec.teacher_sha = file_sha256(path)[:16]
-    return spec
-
-
 def submit(spec: RunSpec, run_dir: str | Path, launcher: str = "local", request: SlurmRequest | None = None,
            log_dir: str | Path | None = None, poll_s: float = POLL_S, max_wait_min: float | None = None,
            grace_s: float = 30.0) -> dict[str, Any]:
     """Run ``spec`` into ``run_dir`` with ``launcher``; return its ``metrics.json`` content."""
-    spec = resolve_spec(spec)
+    spec = with_derived_keys(spec)
     run_dir = Path(run_dir)
     done = load_done(run_dir, spec.hash)
     if done is not None:

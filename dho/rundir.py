@@ -205,3 +205,47 @@ def run_uid(run_dir: str | os.PathLike, create: bool = True) -> str | None:
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     return path.read_text(encoding="utf-8").strip()
+
+
+# --------------------------------------------------------------------------------------
+# A run directory asked to hold another spec: its old content is set aside, never reused
+# and never reported (readers that scan for run directories skip SUPERSEDED folders).
+SUPERSEDED = "superseded"
+# what belongs to the directory, not to the spec it holds: launcher state and job logs
+_KEPT = frozenset({".lock", ".submit.lock", "slurm_job.json", "logs", SUPERSEDED})
+
+
+def is_superseded(path: str | os.PathLike) -> bool:
+    """True for a path inside a run directory's ``superseded/`` folder."""
+    return SUPERSEDED in Path(path).parts
+
+
+def recorded_spec_hash(run_dir: str | os.PathLike) -> str | None:
+    """The spec hash the run directory holds (``spec.json``, else ``metrics.json``), or None."""
+    current = current_spec_hash(run_dir)
+    if current is not None:
+        return current
+    metrics, _ = _read_json(Path(run_dir) / METRICS_FILE)
+    value = metrics.get("spec_hash") if isinstance(metrics, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def set_aside(run_dir: str | os.PathLike, spec_hash: str) -> Path | None:
+    """Move the content of ``run_dir`` that belongs to another spec into
+    ``superseded/<its hash>[-N]/`` so that ``spec_hash`` trains from scratch there; return
+    that folder, or None when the directory holds no other spec.  Call it holding the
+    run directory's lock."""
+    run_dir = Path(run_dir)
+    old = recorded_spec_hash(run_dir)
+    if old is None or old == spec_hash:
+        return None
+    dest = run_dir / SUPERSEDED / old
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = run_dir / SUPERSEDED / f"{old}-{n}"
+    dest.mkdir(parents=True)
+    for entry in run_dir.iterdir():
+        if entry.name not in _KEPT:
+            os.replace(entry, dest / entry.name)
+    return dest

@@ -145,6 +145,21 @@ class RunSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def with_derived_keys(spec: RunSpec) -> RunSpec:
+    """``spec`` with the keys derived from files filled in: ``teacher_sha`` (first 16 hex
+    digits of the teacher file's sha256), so the spec hash changes whenever the teacher
+    file does.  The one place they are computed: ``dho train``, ``dho submit`` and the
+    submitit job all call it, so a spec file hashes the same whichever runs it."""
+    if spec.teacher_file and spec.teacher_sha is None:
+        path = Path(spec.teacher_file)
+        if not path.is_file():
+            raise ConfigError(f"key 'teacher_file': teacher file not found: {path}")
+        from .io import file_sha256
+
+        spec.teacher_sha = file_sha256(path)[:16]
+    return spec
+
+
 def _field_type(f: dataclasses.Field) -> str:
     return str(f.type).replace("typing.", "")
 

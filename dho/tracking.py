@@ -37,7 +37,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from .errors import ConfigError, DataError  # noqa: E402
 from .io import atomic_write_json, atomic_write_text, file_lock  # noqa: E402
-from .rundir import load_done, run_uid  # noqa: E402
+from .rundir import is_superseded, load_done, run_uid  # noqa: E402
 from .spec import RunSpec  # noqa: E402
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
@@ -390,7 +390,7 @@ def _done_runs(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     """(run directory, metrics) of every done run under ``results_dir`` (artifact copies skipped)."""
     found = []
     for mfile in sorted(results_dir.rglob("metrics.json")):
-        if not is_artifact_copy(mfile.relative_to(results_dir)):
+        if not is_artifact_copy(mfile.relative_to(results_dir)) and not is_superseded(mfile.relative_to(results_dir)):
             m = load_done(mfile.parent)
             if m is not None:
                 found.append((mfile.parent, m))

@@ -55,10 +55,10 @@ from .conflict import CONFLICT_COLUMNS, gradient_conflict
 from .distributed import add_grads, average_gradients, sync_buffers
 from .methods.base import Batch
 from .progress import Progress, say
-from .rundir import load_done, run_uid
+from .rundir import load_done, run_uid, set_aside
 from .runtime import (derive_seed, git_commit, lr_factor, resolve_device, rng_state,
                       seed_everything, set_deterministic, set_rng_state, slurm_job_id)
-from .spec import RunSpec, load_spec
+from .spec import RunSpec, load_spec, with_derived_keys
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "lr", "val_acc_ce", "val_acc_kd", "val_acc", "alpha", "beta",
                    "grad_cosine")
@@ -120,6 +120,7 @@ def run_training(spec: RunSpec, run_dir: str | os.PathLike | None = None) -> dic
     if run_dir is None:
         raise ConfigError("no run directory: pass --out RUN_DIR or set key 'output_dir'")
     run_dir = Path(run_dir)
+    spec = with_derived_keys(spec)
     done = load_done(run_dir, spec.hash)
     if done is not None:
         return done
@@ -134,6 +135,9 @@ def run_training(spec: RunSpec, run_dir: str | os.PathLike | None = None) -> dic
         done = load_done(run_dir, spec.hash)
         if done is not None:
             return done
+        moved = set_aside(run_dir, spec.hash) if current().is_main else None
+        if moved is not None:
+            print(f"{run_dir} held another spec: moved it to {moved}", file=sys.stderr)
         deterministic_before = (torch.are_deterministic_algorithms_enabled(),
                                 torch.is_deterministic_algorithms_warn_only_enabled())
         try:

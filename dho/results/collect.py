@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..errors import DataError
-from ..rundir import INVALID, METRICS_FILE, inspect_run
+from ..rundir import INVALID, METRICS_FILE, inspect_run, is_superseded
 from ..split import label_kind_rank, label_level
 from .heads import single_head_method
 from .tidy import TidyTable
@@ -73,7 +73,9 @@ def label_levels(df: pd.DataFrame) -> list[str]:
 def find_run_dirs(root: str | os.PathLike) -> list[Path]:
     """Run directories under ``root``: every folder holding ``metrics.json`` or ``spec.json``.
 
-    Copies that an MLflow store keeps as artifacts (``.../mlartifacts/...``) are not runs.
+    Copies that an MLflow store keeps as artifacts (``.../mlartifacts/...``) are not runs,
+    nor the old content of a run directory that was asked to hold another spec
+    (``.../superseded/...``, :func:`dho.rundir.set_aside`).
     """
     from ..tracking import is_artifact_copy
 
@@ -81,7 +83,7 @@ def find_run_dirs(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise DataError(f"runs root not found or not a folder: {root}")
     found = {p.parent for name in ("metrics.json", "spec.json") for p in root.rglob(name)
-             if not is_artifact_copy(p)}
+             if not is_artifact_copy(p) and not is_superseded(p.relative_to(root))}
     return sorted(found)
 
 
