@@ -39,3 +39,22 @@ def test_method_trains_and_evaluates(name, assets, mlflow_db, tmp_path):  # noqa
     assert has_parts == (name in ("kd_feature", "wkd", "wkd_dho"))  # training-only parts, dropped by evaluate
     record = evaluate_run(tmp_path / "run", "dtd", assets / "data", device="cpu", progress=False)
     assert record["test_acc"] == pytest.approx(metrics["test_acc"])
+
+
+def test_frozen_backbone_student_trains_only_its_heads(assets, mlflow_db, tmp_path):  # noqa: F811
+    """student_kwargs.freeze_backbone (Table 2's dagger rows): the backbone keeps its initial
+    weights and BatchNorm statistics, the heads move; evaluate rebuilds it."""
+    from dho.models import build_student
+
+    kwargs = {"image_size": 16, "width": 8}
+    spec = make_spec(assets, mlflow_db, epochs=1, student="resnet18", student_kwargs={**kwargs, "freeze_backbone": True})
+    metrics = train.run_training(spec, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    torch.manual_seed(spec.seed)  # the loop's student initialisation
+    fresh = build_student("resnet18", 3, heads=2, pretrained=False, **kwargs).state_dict()
+    backbone = [k for k in fresh if k.startswith("backbone.") and fresh[k].is_floating_point()]
+    assert backbone and all(torch.equal(state[k], fresh[k]) for k in backbone)  # running stats included
+    assert not torch.equal(state["ce_head.weight"], fresh["ce_head.weight"])
+    assert not torch.equal(state["kd_head.weight"], fresh["kd_head.weight"])
+    record = evaluate_run(tmp_path / "run", "dtd", assets / "data", device="cpu", progress=False)
+    assert record["test_acc"] == pytest.approx(metrics["test_acc"])

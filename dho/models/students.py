@@ -16,6 +16,8 @@ raw feature (alignment is a property of a separate KD head).
 
 student_kwargs:
 
+* every student: ``freeze_backbone`` (default False: the feature extractor frozen, only
+  the heads train; Table 2's dagger rows, linear evaluation / DHO on a frozen backbone);
 * torchvision (``resnet18``, ``mobilenet_v2``, ``dino_resnet50``): ``image_size`` (default
   224), ``weights`` (a local state-dict file, used instead of the default weights: ImageNet-
   supervised for resnet18/mobilenet_v2, DINO's self-supervised ResNet-50 from the torch hub
@@ -82,6 +84,19 @@ class Student(nn.Module):
     def image_size(self) -> int:
         return self.adapter.image_size
 
+    def freeze_backbone(self) -> None:
+        """No gradient to the feature extractor, which stays in eval mode (BatchNorm statistics
+        and dropout frozen too); the heads train as usual."""
+        self.backbone.requires_grad_(False)
+        self.backbone_frozen = True
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> "Student":
+        super().train(mode)
+        if getattr(self, "backbone_frozen", False):
+            self.backbone.eval()
+        return self
+
     def forward(self, x01: torch.Tensor) -> StudentOutput:
         z = self.backbone(self.adapter(x01))
         ce = self.ce_head(z)
@@ -105,8 +120,15 @@ class Student(nn.Module):
 def build_student(name: str, num_classes: int, heads: int = 2, pretrained: bool = True,
                   classnames: Sequence[str] | None = None, templates: Sequence[str] | None = None,
                   **kwargs: Any) -> Student:
-    """Build the registered student ``name`` (see ``dho students``)."""
+    """Build the registered student ``name`` (see ``dho students``).
+
+    ``freeze_backbone`` (any student): the feature extractor is frozen (no gradient, kept in
+    eval mode), only the heads train: linear evaluation / DHO on a frozen backbone (the
+    paper's Table 2 dagger rows)."""
     builder = STUDENTS.get(name)
+    freeze = kwargs.pop("freeze_backbone", False)
+    if not isinstance(freeze, bool):
+        raise ConfigError(f"student '{name}': freeze_backbone = {freeze!r}: expected true or false")
     params = inspect.signature(builder).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         accepted = [k for k in params if k not in ("num_classes", "heads", "pretrained", "classnames", "templates")]
@@ -120,8 +142,11 @@ def build_student(name: str, num_classes: int, heads: int = 2, pretrained: bool 
         raise ConfigError(f"student '{name}': num_classes = {num_classes!r}: expected an integer >= 1")
     if classnames is not None and len(classnames) != num_classes:
         raise ConfigError(f"student '{name}': {len(classnames)} class names for {num_classes} classes")
-    return builder(num_classes=num_classes, heads=heads, pretrained=pretrained,
-                   classnames=classnames, templates=templates, **kwargs)
+    student = builder(num_classes=num_classes, heads=heads, pretrained=pretrained,
+                      classnames=classnames, templates=templates, **kwargs)
+    if freeze:
+        student.freeze_backbone()
+    return student
 
 
 # --------------------------------------------------------------------------- torchvision
