@@ -198,3 +198,13 @@ def test_wkd_hand_values():
     assert torch.allclose(prototype_cost(torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])),
                           torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]), atol=1e-6)
     assert (METHODS.get("wkd").loads_unlabeled, METHODS.get("wkd_dho").loads_unlabeled) == (False, True)
+
+
+def test_dho_labeled_is_dho_without_the_unlabeled_term():
+    m = METHODS.get("dho_labeled")
+    assert (m.heads, m.needs_teacher, m.loads_unlabeled) == (2, True, False)
+    o_l = out([[0.0, math.log(3.0)]], kd=[[0.0, 0.0]])
+    t_l = torch.tensor([[math.log(3.0), 0.0]])
+    total, terms = m.loss(o_l, None, torch.tensor([1]), t_l, None, lam=0.5, temperature=1.0)
+    kl = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)          # KL([3/4, 1/4] || [1/2, 1/2])
+    assert total.item() == pytest.approx(0.5 * math.log(4 / 3) + 0.5 * kl, rel=1e-6)
