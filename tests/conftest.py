@@ -24,12 +24,17 @@ def slurm_available() -> bool:
     return p.returncode == 0 and bool(p.stdout.strip())
 
 
+def skip_unless_ci(reason: str) -> None:
+    """Skip a test that needs something this machine lacks; under CI=true fail instead, so
+    that a CI runner without it cannot pass by skipping."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("slurm") and not slurm_available():
-        reason = "needs a running SLURM cluster (run .ci/slurm-up.sh as root)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
+        skip_unless_ci("needs a running SLURM cluster (run .ci/slurm-up.sh as root)")
 
 
 @pytest.fixture(autouse=True)

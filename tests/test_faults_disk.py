@@ -1,8 +1,10 @@
 """Fault 6: an unwritable results folder and a full disk.
 
 Works as root too (CI): a folder that is a regular file, a read-only bind mount in a
-private mount namespace, and ``RLIMIT_FSIZE`` with SIGXFSZ ignored, under which a write
-past the limit fails with EFBIG exactly where a full disk fails with ENOSPC.
+private mount namespace, a real full disk (ENOSPC: a small tmpfs mounted in a private
+mount namespace), and ``RLIMIT_FSIZE`` with SIGXFSZ ignored, under which a write past the
+limit fails with EFBIG at every write site.  The namespace tests fail instead of skipping
+under CI=true.
 """
 
 import hashlib
@@ -23,13 +25,14 @@ import torch
 torch.set_num_threads(1)
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
-from conftest import REPO  # noqa: E402
+from conftest import REPO, skip_unless_ci  # noqa: E402
 from dho import io as dio  # noqa: E402
 from dho import train  # noqa: E402
 from dho.cli import main as cli_main  # noqa: E402
 from dho.spec import RunSpec  # noqa: E402
 
 LIMIT = 4 << 20  # bytes: above every run file and the sqlite store, below the ~36 MB checkpoint
+UNSHARE = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]  # -r: a user namespace
 
 
 def quick_spec(data_root: Path, tmp: Path, **over) -> dict:
@@ -106,17 +109,16 @@ def test_read_only_results_folder(resumable, tmp_path, env):
     """`dho train` into a run dir on a read-only mount: exit 2, one error line, state untouched."""
     spec_file, run_dir = resumable
     if shutil.which("unshare") is None:
-        pytest.skip("needs unshare (util-linux) for a read-only bind mount")
+        skip_unless_ci("needs unshare (util-linux) for a read-only bind mount")
     results = tmp_path / "results"
     target = copy_run(run_dir, results / "run")
     before = {p.name: sha(p) for p in target.iterdir()}
     script = 'mount --bind -o ro "$0" "$0" || exit 97; exec "$@"'
-    unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]  # -r: a user namespace
-    p = subprocess.run([*unshare, "sh", "-c", script, str(results), sys.executable, "-m", "dho", "train",
+    p = subprocess.run([*UNSHARE, "sh", "-c", script, str(results), sys.executable, "-m", "dho", "train",
                         "--spec", str(spec_file), "--out", str(target)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     if p.returncode == 97 or "unshare failed" in p.stderr:
-        pytest.skip(f"no private mount namespace here: {p.stderr.strip()[-200:]}")
+        skip_unless_ci(f"no private mount namespace here: {p.stderr.strip()[-200:]}")
     assert p.returncode == 2, p.stderr[-3000:]
     lines = error_lines(p.stderr)
     assert len(lines) == 1 and str(target) in lines[0] and "Read-only file system" in lines[0], p.stderr
@@ -213,3 +215,47 @@ def test_train_on_a_full_disk_keeps_the_last_checkpoint_then_resumes(resumable, 
     assert torch.load(target / "checkpoint.pt", weights_only=True)["epoch"] == 2
     assert [r.split(",")[0] for r in (target / "history.csv").read_text().splitlines()[1:]] == ["1", "2"]
     assert leftovers(target) == []
+
+
+_FULL_DISK = r"""
+disk="$1"; size="$2"; src="$3"; spec="$4"; out="$5"
+mount -t tmpfs -o "size=$size" tmpfs "$disk" || exit 97
+cp -a "$src" "$disk/run" || exit 98
+python -m dho train --spec "$spec" --out "$disk/run" 2> "$out/full.err"; echo $? > "$out/full.rc"
+sha256sum "$disk/run/checkpoint.pt" | cut -d' ' -f1 > "$out/full.sha"
+ls -A "$disk/run" > "$out/full.ls"
+mount -o remount,size=1g "$disk" || exit 99   # space is back
+python -m dho train --spec "$spec" --out "$disk/run" 2> "$out/again.err"; echo $? > "$out/again.rc"
+cp "$disk/run/metrics.json" "$disk/run/history.csv" "$out/" 2>/dev/null
+exit 0
+"""
+
+
+def test_train_on_a_real_full_disk_keeps_the_last_checkpoint_then_resumes(resumable, tmp_path, env):
+    """README fault table, disk-full row, with a real ENOSPC: `dho train` resuming a run on a
+    tmpfs too small for its next checkpoint exits 2 with one error line, the epoch-1
+    checkpoint intact and no temp file left; with space back it resumes and completes."""
+    spec_file, run_dir = resumable
+    if shutil.which("unshare") is None:
+        skip_unless_ci("needs unshare (util-linux) to mount a small tmpfs")
+    size_kb = sum(p.stat().st_size for p in run_dir.iterdir()) // 1024 + 4096  # room for all but a checkpoint
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    p = subprocess.run([*UNSHARE, "sh", "-c", _FULL_DISK, "sh", str(disk), f"{size_kb}k", str(run_dir),
+                        str(spec_file), str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    if p.returncode == 97 or "unshare failed" in p.stderr:
+        skip_unless_ci(f"cannot mount a tmpfs in a private mount namespace here: {p.stderr.strip()[-200:]}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    full_err = (out / "full.err").read_text()
+    assert (out / "full.rc").read_text().strip() == "2", full_err[-3000:]
+    lines = error_lines(full_err)
+    assert len(lines) == 1 and "checkpoint.pt" in lines[0] and "No space left on device" in lines[0], full_err
+    assert (out / "full.sha").read_text().strip() == sha(run_dir / "checkpoint.pt")  # epoch 1 survived
+    left = (out / "full.ls").read_text().split()
+    assert "metrics.json" not in left and not [n for n in left if n.endswith(".tmp")], left
+    # space is back: the same command resumes from epoch 1 and completes
+    assert (out / "again.rc").read_text().strip() == "0", (out / "again.err").read_text()[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "complete" and m["epochs"] == 2
+    assert [r.split(",")[0] for r in (out / "history.csv").read_text().splitlines()[1:]] == ["1", "2"]
