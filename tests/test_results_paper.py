@@ -179,3 +179,27 @@ def test_cli_writes_md_csv_tex(table1_runs, tmp_path, capsys):
     assert "\\toprule" in tex and "51.5 (52.6, -1.1)" in tex
     csv = pd.read_csv(tmp_path / "p" / "table1.csv")
     assert len(csv) == 10 * 12 and set(csv["status"]) >= {"ok", "missing"}
+
+
+def test_demo_in_table1_layout_keeps_the_rows_it_runs(tmp_path, reported):
+    root = tmp_path / "runs"
+    for seed, acc in ((1, 40.0), (2, 44.0), (3, 45.0)):
+        make_run(root, dataset="shapes", labels="4shot", student="resnet18", teacher="zs", method="dho", seed=seed,
+                 test_acc=acc, teacher_test_acc=37.0)
+        make_run(root, dataset="shapes", labels="4shot", student="resnet18_scratch", teacher="none", method="ce",
+                 seed=seed, test_acc=acc - 20, teacher_test_acc=None)
+    cells = paper_cells(get_layout("demo"), collect_runs(root, "demo"), reported)
+    assert list(dict.fromkeys(cells["row"])) == ["CE", "DHO", "CLIP zero-shot"]  # Table 1's order, run rows only
+    dho = _cell(cells, "DHO", "pretrained (demo) 4-shot")
+    assert (dho["reproduced"], dho["n"], dho["status"]) == (pytest.approx(43.0), 3, "no_number")
+    assert _cell(cells, "CE", "from scratch 4-shot")["reproduced"] == pytest.approx(23.0)
+    assert _cell(cells, "CLIP zero-shot", "pretrained (demo) 0-shot")["reproduced"] == 37.0
+    assert cells["reported"].isna().all()
+    # a column without any run is left out too (no 1- or 16-shot run here; the teacher is in both halves)
+    assert sorted(set(cells["column"])) == ["from scratch 0-shot", "from scratch 4-shot", "pretrained (demo) 0-shot",
+                                            "pretrained (demo) 4-shot"]
+    from dho.results.paper import to_latex, to_markdown
+    md = to_markdown(cells, get_layout("demo"))
+    assert ("|  |  | from scratch 0-shot | from scratch 4-shot | pretrained (demo) 0-shot | pretrained (demo) 4-shot |"
+            in md)
+    assert "\\begin{tabular}{llrrrr}" in to_latex(cells, get_layout("demo"))
