@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import time
@@ -114,3 +115,61 @@ def test_preempted_job_requeues_resumes_and_matches_uninterrupted_run(shapes_roo
     finally:
         torch.set_num_threads(threads)
     assert {k: preempted[k] for k in COMPARED} == {k: plain[k] for k in COMPARED}
+
+
+def _job_log(tmp_path: Path, jid: str) -> str:
+    """The job's submitit log (stdout: submitit's lines) and stderr (the run's progress)."""
+    return "".join(f.read_text() for f in sorted((tmp_path / "logs" / jid).glob("*_log.*")))
+
+
+def _requeue_and_start(jid: str) -> None:
+    """`scontrol requeue` (what an admin or a requeueing preemption does); once the job has
+    ended (SIGKILL after KillWait if it does not exit) SLURM holds it ~2 min (BeginTime)
+    before it starts again: let it start now."""
+    subprocess.run(["scontrol", "requeue", jid], check=True, capture_output=True)
+    wait_for(lambda: squeue(jid).startswith("PENDING"), 180, "the requeue")
+    subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True, capture_output=True)
+
+
+def test_scontrol_requeue_resumes_from_the_epoch_checkpoint(shapes_root, tmp_path, env):
+    """README fault table, preemption row: `scontrol requeue` sends SIGTERM, which submitit
+    ignores ("Bypassing signal SIGTERM"), so TrainJob.checkpoint is never called; the run
+    goes on until SLURM kills it after KillWait (30 s here), then the requeued job resumes
+    from the last epoch checkpoint, and MLflow keeps one run with one value per epoch."""
+    from dho.tracking import check_results
+
+    spec = tiny_spec(shapes_root, tmp_path, epochs=60)  # long enough to outlast KillWait
+    proc, run_dir = start_submit(spec, tmp_path, "requeued", env)
+    jid = wait_for(lambda: job_id(run_dir), 60, "the job id")
+    wait_for(lambda: epochs_done(run_dir) >= 2, 240, "two epochs")
+    _requeue_and_start(jid)
+    out, err = proc.communicate(timeout=500)
+    assert proc.returncode == 0, err  # the waiting launcher followed the job through its requeue
+    log = _job_log(tmp_path, jid)
+    assert log.count("Starting with JobEnvironment") == 2, log[-3000:]  # the same job id started twice
+    assert "Bypassing signal SIGTERM" in log and "DUE TO JOB REQUEUE" in log
+    assert "SIGUSR2" not in log and "checkpoint" not in log.lower()  # submitit's checkpoint was not called
+    resumed_after = [int(x) for x in re.findall(r"resuming after epoch (\d+)", log)]
+    assert len(resumed_after) == 1 and resumed_after[0] >= 2  # not restarted from scratch
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["slurm_job_id"] == jid
+    assert [int(r["epoch"]) for r in csv.DictReader((run_dir / "history.csv").open())] == list(range(1, 61))
+    assert check_results(tmp_path, spec["mlflow_uri"]) == (1, [])  # one MLflow run, no step logged twice
+
+
+def test_requeued_finished_job_is_a_no_op(shapes_root, tmp_path, env):
+    """A job requeued after its run finished starts again (after SLURM's requeue hold) and
+    returns the finished metrics without training or rewriting anything."""
+    proc, run_dir = start_submit(tiny_spec(shapes_root, tmp_path, epochs=1), tmp_path, "finished", env)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    jid = job_id(run_dir)
+    wait_for(lambda: not squeue(jid).startswith(("RUNNING", "COMPLETING")), 120, "the job to end")
+    before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in run_dir.iterdir() if f.is_file()}
+    _requeue_and_start(jid)
+    wait_for(lambda: _job_log(tmp_path, jid).count("Job completed successfully") == 2, 300,
+             "the requeued job to finish")
+    after = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in run_dir.iterdir() if f.is_file()}
+    assert after == before  # nothing retrained or rewritten
+    second_start = _job_log(tmp_path, jid).split("Starting with JobEnvironment")[2]
+    print("requeued no-op job log:", second_start.strip().replace("\n", " | "))
