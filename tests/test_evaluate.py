@@ -53,7 +53,9 @@ class NoTracking:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Fake ImageNet + OOD sets under one root, a tiny zero-shot teacher and one finished
-    DHO run (two heads, alpha/beta searched) trained on the fake ImageNet."""
+    DHO run (two heads) trained on the fake ImageNet.  ImageNet's val is its test set, so the
+    run follows the protocol (dho.protocol): a fixed (alpha, beta), not the defaults so that
+    an evaluation falling back to them would show, and the last epoch."""
     from dho.data import get_dataset
     from dho.data.splits import make_split
     from dho.models import build_zeroshot_teacher, save_teacher
@@ -78,7 +80,8 @@ def tiny(tmp_path_factory):
     make_split(source, split, 1).save(base / "split.json")
     spec = RunSpec(dataset="imagenet", data_root=str(root), split=split, split_manifest=str(base / "split.json"),
                    student="resnet18", student_pretrained=False, student_kwargs={"image_size": 32, "width": 8},
-                   teacher_file=str(base / "teacher.pt"), method="dho", lr=0.01, epochs=4, batch_size=4,
+                   teacher_file=str(base / "teacher.pt"), method="dho", alpha_beta="fixed", alpha=0.3, beta=2.0,
+                   epoch_select="last", lr=0.01, epochs=4, batch_size=4,
                    unlabeled_batch_size=4, image_size=16, num_workers=0, grad_cosine_every=0, progress=False,
                    device="cpu", tags=dict(TAGS))
     run_dir = base / "results/src/runs" / RUN_REL
@@ -294,7 +297,8 @@ def _tiny_suites(workdir: Path, root: Path) -> None:
         "students": {"resnet18": {"pretrained": False, "kwargs": {"image_size": 32, "width": 8}}},
         "teachers": {"zs": {"kind": "zeroshot", "model": "dho-tiny-clip", "pretrained": "demo"}},
         "methods": {"dho": {}}, "seeds": [1],
-        "train": {"epochs": 2, "image_size": 16, "device": "cpu", "num_workers": 0}}
+        "train": {"epochs": 2, "image_size": 16, "device": "cpu", "num_workers": 0,
+                  "alpha_beta": "fixed", "alpha": 0.3, "beta": 2.0, "epoch_select": "last"}}
     cfg["suites"]["tinyood"] = {
         "data_root": str(root), "evaluate": {"from": "src", "datasets": ["imagenet_a"]},
         "resources": {"default": {"gpus": 0, "cpus": 1, "mem_gb": 1, "time_min": 5}}}
