@@ -29,6 +29,7 @@ COMMANDS = {
     "rechoose": "dho.results.cli", "readme-results": "dho.results.cli", "collect-evals": "dho.results.cli",
     "ood-tables": "dho.results.cli", "paper-table": "dho.results.cli",
     "evaluate": "dho.evaluate",
+    "plan": "dho.plan",
     "linear-eval": "dho.linear_eval",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))

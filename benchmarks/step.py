@@ -1,0 +1,333 @@
+"""Benchmark 1: training-step throughput of ``dho train``'s step against the authors' step
+(:mod:`benchmarks.authors_step`), same models, batch and device, side by side in one
+process, and where the time of ``dho train``'s step goes.
+
+    python -m benchmarks.step                           # CPU: 16+16 images, 224 px, RN50
+    python -m benchmarks.step --device cuda --batch 64 --steps 10 --rounds 5
+    python -m benchmarks.step --teacher-model RN50 --student resnet18 --json step.json
+
+Models: the student (``--student``, random init) and a zero-shot CLIP teacher with
+random weights (``--teacher-model``, an open_clip name; a random text classifier), both
+built by this harness and shared by the two steps.  Data: the generated shapes dataset
+written at ``--source-px`` pixels and re-encoded as JPEG (quality 90, as most benchmark
+datasets are), 12 classes.
+
+Figures (medians over ``--rounds`` rounds; each round times the four variants one after
+another so that a noisy neighbour slows them alike):
+
+- compute only: the same batches already decoded in memory; ``dho train``'s step is its
+  real epoch loop (``_Run._train_epoch``) fed those batches; the authors' step is
+  :func:`benchmarks.authors_step.authors_step` on them;
+- with the data pipeline: ``dho train``'s own loaders (views keyed by (seed, epoch, pass,
+  index), :mod:`dho.data.views`) against the authors' (PIL + torchvision
+  RandomResizedCrop, shuffled DataLoader), ``--workers`` loader workers each;
+- where the time goes, per image: decoding (``open_rgb``), per-image reseeding (the
+  Philox generator of :func:`dho.data.views.crop_params`), crop+resize to the model size
+  (:func:`dho.data.views.render_view`) against the authors' transform on a decoded image;
+  per step: the teacher (one call on 2B images against two calls on B), and the
+  gradient-conflict diagnostic (a step with it against one without).
+
+``--plan-json`` (default ``results/benchmarks/step_<device>.json``) records the achieved
+FLOP/s of the teacher forward and of the student's training step (FLOPs from
+``torch.utils.flop_counter``), which ``dho plan`` turns into GPU-hours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .common import REPO, machine, machine_line, table, write_json
+
+SOURCE_CLASSES = 12  # the shapes dataset's classes
+
+
+def _say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_dataset(root: Path, per_class_train: int, source_px: int):
+    """The shapes dataset at ``source_px`` pixels, its images re-encoded as JPEG."""
+    from PIL import Image
+
+    from dho.demo.data import ShapesParams, generate_shapes
+
+    folder, _ = generate_shapes(root, ShapesParams(train=per_class_train, val=2, test=2, size=source_px),
+                                progress=False)
+    for path in folder.rglob("*.png"):  # decoded by content: the .png name stays
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")
+        rgb.save(path, format="JPEG", quality=90)
+    return folder
+
+
+def random_teacher(model: str, num_classes: int, device):
+    """A zero-shot CLIP teacher with random weights (timing only)."""
+    import torch
+
+    from dho.models.clip import create_clip
+    from dho.models.teachers import ZeroShotTeacher, _adapter_for
+
+    torch.manual_seed(0)
+    clip = create_clip(model, None)
+    dim = clip.text_projection.shape[1] if hasattr(clip, "text_projection") else clip.visual.output_dim
+    w = torch.nn.functional.normalize(torch.randn(dim, num_classes), dim=0)
+    teacher = ZeroShotTeacher(clip.visual, _adapter_for(clip), w, model, "random",
+                              [f"class {i}" for i in range(num_classes)])
+    return teacher.to(device).eval()
+
+
+def build_run(args, root: Path, work: Path, teacher):
+    """``dho train``'s run object, set up up to its first epoch (no MLflow, no files)."""
+    from dho.runtime import resolve_device
+    from dho.spec import RunSpec
+    from dho.train import _Run
+
+    teacher_file = work / "teacher.placeholder"  # the run's teacher is `teacher` (below)
+    teacher_file.write_text("")
+    spec = RunSpec.from_dict(dict(
+        dataset="shapes", data_root=str(root), split={"kind": "fewshot", "shots": 1}, student=args.student,
+        student_pretrained=False, student_kwargs={"image_size": args.image_size}, method="dho",
+        teacher_file=str(teacher_file), epochs=1000, epoch_length="unlabeled", batch_size=args.batch,
+        unlabeled_batch_size=args.batch, image_size=args.image_size, num_workers=args.workers,
+        device=args.device, progress=False, grad_cosine_every=0, seed=1))
+    run = _Run(spec, work / "run")
+    run.device = resolve_device(spec.device)
+    run._setup_data()
+    run._load_teacher = lambda path, n: setattr(run, "teacher", teacher)
+    run._setup_models()
+    run._setup_optim()
+    return run
+
+
+def authors_models(run, args):
+    """A student like the run's (same seed, same init), its AdamW and linear warm-up."""
+    import torch
+
+    from dho.models import build_student
+    from dho.runtime import lr_factor
+
+    torch.manual_seed(run.spec.seed)
+    student = build_student(args.student, run.source.num_classes, heads=2, pretrained=False,
+                            image_size=args.image_size).to(run.device)
+    opt = torch.optim.AdamW(student.parameters(), lr=run.spec.lr)
+    total = 1000 * run.steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, 0.1, 0.0, "linear"))
+    return student, opt, sched
+
+
+def _timed(fn, device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+class Variants:
+    """The four timed variants; each call runs one epoch of ``steps`` steps."""
+
+    def __init__(self, run, args):
+        from .authors_step import authors_loader
+
+        self.run, self.args = run, args
+        self.device = run.device
+        self.epoch = 1
+        self.batches = [(b_l, b_u) for b_l, b_u in run._epoch_batches(1)]  # decoded once
+        self.real_batches = run._epoch_batches
+        self.student_a, self.opt_a, self.sched_a = authors_models(run, args)
+        src = run.source
+        labeled = [(src.path(rel), int(y)) for rel, y in run.manifest.labeled]
+        unlabeled = [(src.path(rel), -1) for rel in run.manifest.unlabeled]
+        self.loaders = [authors_loader(items, args.image_size, args.batch, args.workers, seed=1)
+                        for items in (labeled, unlabeled)]
+
+    def ours_compute(self) -> None:
+        self.run._epoch_batches = lambda epoch: iter(self.batches)
+        try:
+            self.run._train_epoch(self.epoch)
+        finally:
+            self.run._epoch_batches = self.real_batches
+
+    def ours_pipeline(self) -> None:
+        self.epoch += 1  # fresh views, the same cost
+        self.run._train_epoch(self.epoch)
+
+    def _authors(self, pairs) -> None:
+        from .authors_step import authors_step
+
+        dev = self.device
+        for b_l, b_u in pairs:
+            authors_step(self.student_a, self.run.teacher, self.opt_a, self.sched_a, b_l[0].to(dev),
+                         b_l[1].to(dev), b_u[0].to(dev))
+
+    def authors_compute(self) -> None:
+        self._authors(self.batches)
+
+    def authors_pipeline(self) -> None:
+        steps = len(self.batches)
+        labeled, unlabeled = self.loaders
+        pairs = zip(_cycle(labeled), unlabeled)
+        self._authors(p for _, p in zip(range(steps), pairs))
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
+
+
+def per_image_costs(run, n: int) -> dict[str, float]:
+    """Milliseconds per image of the pipeline's parts, on the run's unlabeled images."""
+    from torchvision import transforms as T
+
+    from dho.data.source import open_rgb
+    from dho.data.views import crop_params, render_view
+
+    paths = [run.source.path(rel) for rel in run.manifest.unlabeled[:n]]
+    size, scale = run.spec.image_size, run.spec.crop_scale_min
+    t0 = time.perf_counter()
+    images = [open_rgb(p) for p in paths]
+    t1 = time.perf_counter()
+    params = [crop_params(run.spec.seed, k, im.width, im.height, scale) for k, im in enumerate(images)]
+    t2 = time.perf_counter()
+    for im, p in zip(images, params):
+        render_view(im, p, size)
+    t3 = time.perf_counter()
+    tf = T.Compose([T.RandomResizedCrop(size, scale=(0.5, 1.0)), T.RandomHorizontalFlip(), T.ToTensor()])
+    for im in images:
+        tf(im)
+    t4 = time.perf_counter()
+    k = 1000 / len(paths)
+    return {"decode_ms": (t1 - t0) * k, "reseed_ms": (t2 - t1) * k, "crop_resize_ms": (t3 - t2) * k,
+            "authors_transform_ms": (t4 - t3) * k}
+
+
+def per_step_costs(run, v: Variants) -> dict[str, float]:
+    """Milliseconds per step of the teacher (ours: one call; theirs: two) and the diagnostic."""
+    import torch
+
+    from .authors_step import _normalize, _teacher
+
+    dev = run.device
+    (b_l, b_u) = v.batches[0]
+    x_l, x_u = b_l[0].to(dev), b_u[0].to(dev)
+    x = torch.cat([x_l, x_u])
+    t = run.teacher
+    ours = _timed(lambda: run._teacher_logits(x), dev)
+    theirs = _timed(lambda: (_teacher(t, _normalize(x_l, t.adapter)), _teacher(t, _normalize(x_u, t.adapter))), dev)
+    without = _timed(v.ours_compute, dev)
+    run.spec.grad_cosine_every = 1
+    try:
+        with_diag = _timed(v.ours_compute, dev)
+    finally:
+        run.spec.grad_cosine_every = 0
+    steps = len(v.batches)
+    return {"teacher_ours_ms": ours * 1000, "teacher_authors_ms": theirs * 1000,
+            "diagnostic_ms": (with_diag - without) / steps * 1000}
+
+
+def flops(run, args) -> dict[str, float]:
+    """FLOPs per image: teacher forward, student forward + backward (torch.utils.flop_counter)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(2, 3, args.image_size, args.image_size, device=run.device)
+    with FlopCounterMode(display=False) as fc:
+        run.teacher(x)
+    teacher = fc.get_total_flops() / 2
+    with FlopCounterMode(display=False) as fc:
+        out = run.student(x)
+        (out.ce.sum() + out.kd.sum()).backward()
+    run.optimizer.zero_grad(set_to_none=True)
+    return {"teacher_flops_per_image": teacher, "student_train_flops_per_image": fc.get_total_flops() / 2}
+
+
+def plan_record(args, medians: dict, costs: dict, fl: dict, device_name: str) -> dict:
+    """What ``dho plan`` needs: achieved FLOP/s of the teacher forward and the student step."""
+    images = 2 * args.batch
+    teacher_s = costs["teacher_ours_ms"] / 1000
+    student_s = medians["ours_compute"] - teacher_s
+    return {"device": device_name, "student": args.student, "teacher_model": args.teacher_model,
+            "image_size": args.image_size, "batch": args.batch,
+            "teacher_flops_per_s": fl["teacher_flops_per_image"] * images / teacher_s,
+            "student_train_flops_per_s": fl["student_train_flops_per_image"] * images / max(student_s, 1e-9),
+            "step_s_ours": medians["ours_compute"], "step_s_authors": medians["authors_compute"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    ap.add_argument("--batch", type=int, default=16, help="labeled images per step = unlabeled images per step")
+    ap.add_argument("--steps", type=int, default=3, help="steps per timed epoch")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the four variants; medians reported")
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--source-px", type=int, default=320, help="side of the generated source images")
+    ap.add_argument("--student", default="resnet18")
+    ap.add_argument("--teacher-model", default="RN50", help="open_clip model of the random-weight teacher")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers of both pipelines")
+    ap.add_argument("--json", default=None, help="also write all figures here")
+    ap.add_argument("--plan-json", default=None,
+                    help="achieved FLOP/s for `dho plan` (default results/benchmarks/step_<device>.json)")
+    args = ap.parse_args(argv)
+    import torch
+
+    from dho.runtime import resolve_device
+
+    torch.manual_seed(0)
+    device = resolve_device(args.device)
+    print(machine_line(args.device))
+    with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
+        work = Path(tmp)
+        per_class = 1 + -(-args.batch * args.steps // SOURCE_CLASSES)  # 1 shot + the unlabeled images
+        _say("writing the dataset")
+        make_dataset(work / "data", per_class, args.source_px)
+        _say("building the models")
+        teacher = random_teacher(args.teacher_model, SOURCE_CLASSES, device)
+        run = build_run(args, work / "data", work, teacher)
+        v = Variants(run, args)
+        _say("timing")
+        names = ("ours_compute", "authors_compute", "ours_pipeline", "authors_pipeline")
+        v.ours_compute(), v.authors_compute()  # warm-up (allocator, lazy inits)
+        times = {n: [] for n in names}
+        for _ in range(args.rounds):
+            for n in names:
+                times[n].append(_timed(getattr(v, n), device) / len(v.batches))
+        medians = {n: statistics.median(ts) for n, ts in times.items()}
+        _say("breaking down")
+        costs = {**per_image_costs(run, min(32, len(run.manifest.unlabeled))), **per_step_costs(run, v)}
+        fl = flops(run, args)
+    images = 2 * args.batch
+    rows = [{"what": "compute only (tensors in memory)", "ours_img_s": images / medians["ours_compute"],
+             "authors_img_s": images / medians["authors_compute"],
+             "ratio": medians["authors_compute"] / medians["ours_compute"]},
+            {"what": f"with the data pipeline ({args.workers} workers)", "ours_img_s": images / medians["ours_pipeline"],
+             "authors_img_s": images / medians["authors_pipeline"],
+             "ratio": medians["authors_pipeline"] / medians["ours_pipeline"]}]
+    print(f"{args.student} student, random {args.teacher_model} teacher, {args.batch}+{args.batch} images at "
+          f"{args.image_size} px, {len(v.batches)} steps x {args.rounds} rounds on {device}")
+    print(table(rows, ["what", "ours_img_s", "authors_img_s", "ratio"]))
+    print("where the time goes (ms):")
+    print(table([costs], list(costs)))
+    print(table([fl], list(fl)))
+    device_name = machine(args.device).get("gpu", "cpu")
+    record = plan_record(args, medians, costs, fl, device_name)
+    plan_json = args.plan_json or str(REPO / "results" / "benchmarks" / f"step_{device.type}.json")
+    write_json(plan_json, record)
+    write_json(args.json, {"benchmark": "step", "machine": machine(args.device), "args": vars(args), "rows": rows,
+                           "times_s_per_step": times, "costs_ms": costs, "flops": fl, "plan": record})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
