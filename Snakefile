@@ -12,6 +12,14 @@
 # is a dho.methods registry entry listed in a suite's `methods`, a new teacher kind a
 # dho.suite.TEACHER_KINDS entry: neither needs an edit here.
 
+from dho.errors import load_yaml_file
+from dho.suite import exit_on_config_error
+
+# a YAML error in config.yaml as one line with its line and column (Snakemake's own
+# message names neither)
+exit_on_config_error(load_yaml_file, Path(workflow.basedir, "config.yaml"), "config file")
+
+
 configfile: "config.yaml"
 
 

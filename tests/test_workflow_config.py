@@ -142,3 +142,12 @@ def test_listed_method_joins_dag_and_tables(workdir, env):
     assert runs_csv.count("\n") == 1 + len(methods) and ",my_baseline," in runs_csv
     tables = "".join(f.read_text() for f in (workdir / "results/ci/tables").iterdir())
     assert "my_baseline" in tables
+
+
+def test_bad_yaml_in_config_is_one_line_with_line_and_column(workdir, env):
+    text = (workdir / "config.yaml").read_text().replace("suite: demo", "suite: [demo", 1)
+    (workdir / "config.yaml").write_text(text)
+    p = snakemake(["-n"], workdir, env)
+    errors = [line for line in p.stdout.splitlines() if line.startswith("error: ")]
+    assert p.returncode != 0 and len(errors) == 1, p.stdout[-2000:]
+    assert "config.yaml is not valid YAML: line " in errors[0] and ", column " in errors[0]
