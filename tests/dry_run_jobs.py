@@ -15,28 +15,18 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from conftest import copy_repo
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests/data/dry_run_jobs.json"
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "profiles", "slurm")
 # spec keys that say where a run lives, not what it is (added to the written spec so the
 # README's one-run command finds its run directory)
 SPEC_DIGEST_SKIP = frozenset({"output_dir"})
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def spec_digest(spec: dict) -> str:
@@ -99,7 +89,7 @@ def capture(suites: list[str]) -> dict[str, list[str]]:
     out = {}
     for suite in suites:
         with tempfile.TemporaryDirectory(prefix="dho-dry-") as tmp:
-            out[suite] = suite_jobs(suite, copy_workflow(Path(tmp)))
+            out[suite] = suite_jobs(suite, copy_repo(Path(tmp)))
     return out
 
 
