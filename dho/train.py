@@ -42,6 +42,7 @@ import csv
 import io
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
