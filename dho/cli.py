@@ -87,6 +87,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
                     "--out-dir results/paper"),
     "evaluate": ("python -m dho evaluate --run-dir results/imagenet_semi/runs/<run> --dataset imagenet_v2 "
                  "--root data --out v2.json",),
+    "plan": ("python -m dho plan --suite fewshot",
+             "python -m dho plan --config 'suite=[fewshot,imagenet_semi,ablations]' --tflops 150",
+             "python -m dho plan --suite imagenet_semi --step-json results/benchmarks/step_cuda.json"),
 }
 
 

@@ -338,7 +338,11 @@ def _cmd_recount(args) -> int:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("plan", help="what a suite costs: runs, FLOPs, GPU-hours with and without the teacher cache",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description="Per suite of config.yaml: the runs, the teacher and student FLOPs, and the "
+                                   "GPU-hours without and with the teacher-output cache, from FLOP counts at an "
+                                   "assumed rate (--tflops) and, given --step-json, at the rates `python -m "
+                                   "benchmarks.step` measured. The cost model and its assumptions: README, "
+                                   "'Performance'.")
     p.add_argument("--suite", action="append", metavar="NAME", help="a suite (or group) of config.yaml; repeat")
     p.add_argument("--config", action="append", metavar="suite=NAME", help="as Snakemake's: suite=NAME or suite=[a,b]")
     p.add_argument("--configfile", default=str(REPO / "config.yaml"))
