@@ -22,7 +22,8 @@ from .split import LabelSplit
 # Keys that do not change the numbers a run produces: excluded from the spec hash.
 NON_SEMANTIC_KEYS = frozenset(
     {"data_root", "output_dir", "device", "num_workers", "mlflow_uri", "mlflow_experiment",
-     "tags", "progress", "split_manifest", "teacher_file", "teacher_cache", "max_device_batch"}
+     "tags", "progress", "split_manifest", "teacher_file", "teacher_cache", "max_device_batch",
+     "precision"}
 )
 
 
@@ -69,6 +70,7 @@ class RunSpec:
     # --- where and how -----------------------------------------------------------------
     device: str = "auto"
     num_workers: int = 2
+    precision: str = "auto"                  # student autocast on CUDA: auto/bf16 = bfloat16, fp32 = off (CPU: off)
     max_device_batch: int | None = None      # most images one process forwards at once (gradient
     #                                          accumulation keeps the global batch); None = whole share
     output_dir: str | None = None
@@ -123,6 +125,7 @@ class RunSpec:
         need(0 < self.crop_scale_min <= 1, "crop_scale_min", "a number in (0, 1]")
         need(self.grad_cosine_every >= 0, "grad_cosine_every", "an integer >= 0")
         need(self.num_workers >= 0, "num_workers", "an integer >= 0")
+        need(self.precision in ("auto", "bf16", "fp32"), "precision", "'auto', 'bf16' or 'fp32'")
         need(self.max_device_batch is None or self.max_device_batch >= 1, "max_device_batch", "null or an integer >= 1")
         LabelSplit.from_dict(self.split, source)
         for k, v in self.method_args.items():
