@@ -36,10 +36,11 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    group: bool = False  # a process group is initialised (collectives run, even for 1 process)
 
     @property
     def active(self) -> bool:
-        return self.world > 1
+        return self.group
 
     @property
     def is_main(self) -> bool:
@@ -52,7 +53,7 @@ def current() -> Dist:
 
     if not (dist.is_available() and dist.is_initialized()):
         return Dist()
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())), True)
 
 
 def backend_for(device: str) -> str:
@@ -61,10 +62,10 @@ def backend_for(device: str) -> str:
 
 def init_from_env(device: str = "auto") -> Dist:
     """Join the process group described by ``RANK``/``WORLD_SIZE``/``MASTER_*`` (env://);
-    nothing when ``WORLD_SIZE`` is absent or 1."""
+    nothing when ``WORLD_SIZE`` or ``MASTER_ADDR`` is absent."""
     import torch.distributed as dist
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    if "WORLD_SIZE" not in os.environ or "MASTER_ADDR" not in os.environ or dist.is_initialized():
         return current()
     backend = backend_for(device)
     if backend == "nccl":

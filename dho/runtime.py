@@ -6,6 +6,7 @@ Nothing here knows about specs, models or MLflow; :mod:`dho.train` uses these pi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -107,3 +108,31 @@ def slurm_job_id() -> str | None:
     if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
         return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
     return env.get("SLURM_JOB_ID") or None
+
+
+# -- the faster step where it is free: GPU only, so CPU results stay exactly the same -------
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast on a CUDA device that supports it (``precision`` auto or bf16); a no-op
+    on CPU or with ``precision: fp32``."""
+    on = device.type == "cuda" and precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on) if on else contextlib.nullcontext()
+
+
+def channels_last(device: torch.device) -> torch.memory_format:
+    """NHWC on CUDA (faster convolutions with cuDNN), the layout as it is on CPU."""
+    return torch.channels_last if device.type == "cuda" else torch.preserve_format
+
+
+def nhwc(x: torch.Tensor) -> torch.Tensor:
+    """An image batch on CUDA in channels-last layout; unchanged on CPU."""
+    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.dim() == 4 else x
+
+
+def loader_workers(requested: int) -> int:
+    """``requested`` loader workers, at most the CPUs this process may use minus one (the
+    job's allocation under SLURM, via the CPU affinity mask)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(0, min(int(requested), cpus - 1))

@@ -54,6 +54,7 @@ from .errors import CheckpointError, ConfigError, DataError, OutputError, Traini
 from .io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text, file_lock, file_sha256
 from .conflict import CONFLICT_COLUMNS, gradient_conflict
 from .distributed import add_grads, average_gradients, sync_buffers
+from .runtime import autocast, channels_last, loader_workers, nhwc
 from .methods.base import Batch
 from .progress import Progress, say
 from .rundir import load_done, run_uid, set_aside
@@ -269,9 +270,9 @@ class _Run:
                                      templates=self.source.prompt_templates(prompts),
                                      **spec.student_kwargs)
         self.method.setup_student(self.student, self.method_args, self.teacher)  # method-owned parts
-        if self.dist.active and self.device.type == "cuda":  # batch statistics over the global batch
+        if self.dist.world > 1 and self.device.type == "cuda":  # batch statistics over the global batch
             self.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
-        self.student.to(self.device)
+        self.student.to(self.device, memory_format=channels_last(self.device))
         from .data.views import Schedule
 
         self.schedule = Schedule(**self.schedule_args, use_unlabeled=self.method.loads_unlabeled)
@@ -283,6 +284,7 @@ class _Run:
         spec = self.spec
         if spec.teacher_cache is None:
             self.teacher = load_teacher(path, self.device, expected_classes=num_classes).eval()
+            self.teacher.visual.to(memory_format=channels_last(self.device))  # (its forward autocasts on CUDA)
             return
         from .teacher_cache import TeacherCache, cache_meta
 
@@ -291,9 +293,10 @@ class _Run:
         self.teacher_cache = TeacherCache.load(spec.teacher_cache, expected)
 
     def _loader(self, dataset, batch_size: int = 1, batches=None):
-        """A loader in dataset order, or over ``batches`` (lists of view keys) when given."""
+        """A loader in dataset order, or over ``batches`` (lists of view keys) when given;
+        at most one worker per CPU the job may use, besides the training process."""
         kwargs = dict(batch_sampler=batches) if batches is not None else dict(batch_size=batch_size)
-        return torch.utils.data.DataLoader(dataset, num_workers=self.spec.num_workers,
+        return torch.utils.data.DataLoader(dataset, num_workers=loader_workers(self.spec.num_workers),
                                            pin_memory=self.device.type == "cuda", **kwargs)
 
     def _steps_per_epoch(self) -> int:
@@ -473,7 +476,8 @@ class _Run:
         x_l, y = batch_l[0].to(self.device, non_blocking=True), batch_l[1].to(self.device, non_blocking=True)
         n_l = x_l.shape[0]
         x = x_l if batch_u is None else torch.cat([x_l, batch_u[0].to(self.device, non_blocking=True)])
-        out = self.student(x)
+        with autocast(self.device, self.spec.precision):
+            out = self.student(nhwc(x))
         out_l, out_u = _split_output(out, n_l)
         t_l = t_u = None
         extra: dict[str, Any] = {}
@@ -482,7 +486,8 @@ class _Run:
             outputs = self._teacher_outputs(x, keys)
             t_l, t_u = _split_rows(outputs.pop("logits"), n_l)
             extra = {k: _split_rows(v, n_l) for k, v in outputs.items()}
-        loss, terms = self.method.step(Batch(out_l, out_u, y, t_l, t_u, self.method_args, self.student, extra))
+        with autocast(self.device, self.spec.precision):
+            loss, terms = self.method.step(Batch(out_l, out_u, y, t_l, t_u, self.method_args, self.student, extra))
         if not torch.isfinite(loss).all():
             detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
             raise TrainingError(f"non-finite loss {float(loss.detach()):.4g} at epoch {epoch}, step {self.step} "

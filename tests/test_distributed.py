@@ -154,3 +154,17 @@ def test_two_tasks_through_slurm_equal_one_process(assets, one_process, tmp_path
     same(one_dir, tmp_path / "run", one, two, keys=tuple(k for k in RESULT_KEYS if k != "spec_hash"))
     tasks = {f.name.split("_")[1] for f in (tmp_path / "logs").rglob(f"{two['slurm_job_id']}_*_log.out")}
     assert tasks == {"0", "1"}  # submitit ran two tasks (ranks) in the job
+
+
+def test_gpu_only_speedups_are_off_on_cpu():
+    """autocast, channels-last and the loader-worker cap leave a CPU run as it was."""
+    import contextlib
+
+    from dho.runtime import autocast, channels_last, loader_workers, nhwc
+
+    cpu = torch.device("cpu")
+    assert isinstance(autocast(cpu, "bf16"), contextlib.nullcontext)
+    x = torch.zeros(2, 3, 4, 4)
+    assert nhwc(x) is x and channels_last(cpu) == torch.preserve_format
+    cpus = len(os.sched_getaffinity(0))
+    assert loader_workers(0) == 0 and loader_workers(64) == max(0, min(64, cpus - 1))
