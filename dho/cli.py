@@ -24,7 +24,7 @@ COMMANDS = {
     "demo": "dho.demo.cli",
     "submit": "dho.launch", "submit-cmd": "dho.launch",
     "mlflow-server": "dho.mlflow_server", "mlflow-init": "dho.tracking", "mlflow-sync": "dho.tracking",
-    "mlflow-check": "dho.tracking",
+    "mlflow-check": "dho.tracking", "mlflow-relocate": "dho.tracking",
     "collect": "dho.results.cli", "tables": "dho.results.cli", "figures": "dho.results.cli",
     "rechoose": "dho.results.cli", "readme-results": "dho.results.cli", "collect-evals": "dho.results.cli",
     "ood-tables": "dho.results.cli", "paper-table": "dho.results.cli",
@@ -73,6 +73,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "mlflow-sync": ("python -m dho mlflow-sync --uri sqlite:///results/mlflow.db results/demo/runs/shapes/4shot/"
                     "resnet18/zs/dho/seed1",),
     "mlflow-check": ("python -m dho mlflow-check results/demo",),
+    "mlflow-relocate": ("python -m dho mlflow-relocate --results /elsewhere/results",),
     "collect": ("python -m dho collect --suite demo --runs-root results/demo/runs --out results/demo/runs.csv",),
     "tables": ("python -m dho tables --runs results/demo/runs.csv --out-dir results/demo/tables",),
     "figures": ("python -m dho figures --runs results/demo/runs.csv --out-dir results/demo/figures",),

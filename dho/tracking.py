@@ -17,7 +17,8 @@ The run directory is the source of truth; MLflow is a view of it.  Therefore:
 * the sqlite store must be created once before runs fan out (:func:`init_store`, CLI
   ``dho mlflow-init``): processes creating a fresh sqlite database at once race.
 
-CLI: ``dho mlflow-init``, ``dho mlflow-sync RUN_DIR...``, ``dho mlflow-check RESULTS_DIR``
+CLI: ``dho mlflow-init``, ``dho mlflow-sync RUN_DIR...``, ``dho mlflow-check RESULTS_DIR``,
+``dho mlflow-relocate --results DIR`` (a moved results folder: :func:`relocate_artifacts`)
 (the tracking server, ``dho mlflow-server``, is in :mod:`dho.mlflow_server`).
 """
 
@@ -47,6 +48,9 @@ ARTIFACT_FILES = ("metrics.json", "history.csv", "grad_cosine.csv", "spec.json")
 # run files (metrics.json, spec.json): anything that searches a results folder for run
 # directories must skip it (:func:`is_artifact_copy`).
 ARTIFACT_DIRNAME = "mlartifacts"
+# Columns of MLflow's sqlite schema that hold artifact URIs (rewritten by relocate_artifacts).
+ARTIFACT_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                    ("logged_models", "artifact_location"), ("model_versions", "storage_location"))
 # Substrings (lower case) of error messages worth retrying.
 TRANSIENT_MARKERS = (
     "is locked", "connection", "timed out", "timeout", "temporarily unavailable", "too many requests",
@@ -91,10 +95,55 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):])
 
 
+def artifact_root(db: Path) -> str:
+    """The artifact root of the sqlite store ``db``: ``mlartifacts`` beside it, as a file URI."""
+    return (Path(db).parent.resolve() / ARTIFACT_DIRNAME).as_uri()
+
+
 def _artifact_location(uri: str) -> str | None:
     """Artifacts of a sqlite store go next to the database (not into ``./mlruns`` of the cwd)."""
     db = sqlite_path(uri)
-    return (db.parent.resolve() / ARTIFACT_DIRNAME).as_uri() if db is not None else None
+    return artifact_root(db) if db is not None else None
+
+
+def _is_moved_root(location: str | None, root: str) -> bool:
+    """True for an experiment's artifact location that is a sqlite store's artifact root
+    (``file://.../mlartifacts``) other than ``root``: the store was moved since."""
+    return (bool(location) and location != root and location.startswith("file://")
+            and location.rstrip("/").endswith("/" + ARTIFACT_DIRNAME))
+
+
+def relocate_artifacts(db: Path) -> dict[str, int]:
+    """Point the artifact URIs stored in the sqlite store ``db`` at :func:`artifact_root` (db).
+
+    MLflow stores absolute artifact URIs (each experiment's location, each run's
+    ``artifact_uri``).  The artifacts of a sqlite store live under its folder, so after the
+    folder is moved or copied (``mv results /elsewhere/results``) every URI that starts
+    with an older ``.../mlartifacts`` root is rewritten to start with the current one.
+    Other locations (``./mlruns`` of the Default experiment, remote stores) are left alone.
+    Idempotent; returns ``{old root: rows rewritten}`` (empty when nothing had moved).
+    """
+    import sqlite3
+
+    root = artifact_root(db)
+    con = sqlite3.connect(db, timeout=60)
+    try:
+        with con:
+            olds = sorted({loc for (loc,) in con.execute("SELECT artifact_location FROM experiments")
+                           if _is_moved_root(loc, root)})
+            return {old: sum(_rewrite_prefix(con, table, column, old, root) for table, column in ARTIFACT_COLUMNS)
+                    for old in olds}
+    finally:
+        con.close()
+
+
+def _rewrite_prefix(con, table: str, column: str, old: str, new: str) -> int:
+    """In ``table.column``, replace the leading ``old`` (whole path components) by ``new``."""
+    if column not in {row[1] for row in con.execute(f"PRAGMA table_info({table})")}:
+        return 0  # a table or column this MLflow version does not have
+    return con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                       f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                       (new, len(old) + 1, old, len(old) + 1, old + "/")).rowcount
 
 
 def is_artifact_copy(path: str | os.PathLike) -> bool:
@@ -137,6 +186,7 @@ def _client(uri: str):
     with file_lock(db.parent / f".{db.name}.lock"):
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)  # creates/migrates the schema if needed
+        relocate_artifacts(db)  # a results folder moved since: its artifact links follow it
     return client
 
 
@@ -490,6 +540,36 @@ def _cmd_check(args) -> int:
     return 1 if problems else 0
 
 
+def relocate_store(results_dir: Path | None = None, uri: str | None = None) -> tuple[Path, dict[str, int]]:
+    """``dho mlflow-relocate``: the sqlite store (``RESULTS_DIR/mlflow.db`` or ``uri``) and
+    what :func:`relocate_artifacts` rewrote in it."""
+    if results_dir is not None:
+        db = Path(results_dir) / sqlite_path(DEFAULT_URI).name
+    else:
+        db = sqlite_path(uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
+    if db is None:
+        raise ConfigError(f"--uri {uri}: expected a sqlite:/// store (a tracking server keeps its own "
+                          f"--artifacts-destination)")
+    if not db.is_file():
+        raise DataError(f"MLflow store not found: {db}")
+    try:
+        with file_lock(db.parent / f".{db.name}.lock"):
+            return db, relocate_artifacts(db)
+    except Exception as e:  # noqa: BLE001 - sqlite3 errors: not a store, locked, read-only
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"cannot relocate MLflow store {db}: {first}") from None
+
+
+def _cmd_relocate(args) -> int:
+    db, moved = relocate_store(args.results, args.uri)
+    root = artifact_root(db)
+    for old, n in moved.items():
+        print(f"{db}: {n} artifact location(s) moved from {old} to {root}")
+    if not moved:
+        print(f"{db}: artifact locations already under {root}")
+    return 0
+
+
 def add_cli(sub) -> None:
     p = sub.add_parser("mlflow-init", help="create the MLflow tracking store and experiment once")
     p.add_argument("--uri", default=None, help=f"tracking URI (default $MLFLOW_TRACKING_URI or {DEFAULT_URI})")
@@ -501,6 +581,13 @@ def add_cli(sub) -> None:
     p.add_argument("--uri", default=None, help="tracking URI (default: the run's spec, $MLFLOW_TRACKING_URI, "
                                                f"{DEFAULT_URI})")
     p.set_defaults(func=_cmd_sync)
+
+    p = sub.add_parser("mlflow-relocate", help="point a moved results folder's MLflow artifact links at it again")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--results", default=None, metavar="DIR",
+                       help="the results folder holding mlflow.db and mlartifacts/ (where it is now)")
+    where.add_argument("--uri", default=None, help=f"sqlite tracking URI (default $MLFLOW_TRACKING_URI or {DEFAULT_URI})")
+    p.set_defaults(func=_cmd_relocate)
 
     p = sub.add_parser("mlflow-check", help="check every done run has one MLflow run with the same test_acc")
     p.add_argument("results_dir", metavar="RESULTS_DIR")
