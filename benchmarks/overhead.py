@@ -60,8 +60,8 @@ def prepare(scratch: Path, epochs: int | None) -> tuple[Path, Path]:
         demo["train"]["epochs"] = epochs
     (scratch / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     target = f"results/demo/runs/{RUN}/metrics.json"
-    p = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--cores", "1", "--config", "suite=demo",
-                        target], cwd=scratch, env=bench_env(), capture_output=True, text=True)
+    p = subprocess.run([str(Path(sys.executable).parent / "snakemake"), target, "--cores", "1", "--config",
+                        "suite=demo"], cwd=scratch, env=bench_env(), capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit("setup failed: " + " | ".join((p.stdout + p.stderr).strip().splitlines()[-5:]))
     return scratch / f"results/demo/specs/{RUN}.json", scratch / f"results/demo/runs/{RUN}"

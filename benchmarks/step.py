@@ -196,6 +196,9 @@ def per_image_costs(run, n: int) -> dict[str, float]:
 
     paths = [run.source.path(rel) for rel in run.manifest.unlabeled[:n]]
     size, scale = run.spec.image_size, run.spec.crop_scale_min
+    tf = T.Compose([T.RandomResizedCrop(size, scale=(0.5, 1.0)), T.RandomHorizontalFlip(), T.ToTensor()])
+    first = open_rgb(paths[0])  # warm-up: lazy imports and first-call costs are not per image
+    render_view(first, crop_params(run.spec.seed, 0, first.width, first.height, scale), size), tf(first)
     t0 = time.perf_counter()
     images = [open_rgb(p) for p in paths]
     t1 = time.perf_counter()
@@ -204,7 +207,6 @@ def per_image_costs(run, n: int) -> dict[str, float]:
     for im, p in zip(images, params):
         render_view(im, p, size)
     t3 = time.perf_counter()
-    tf = T.Compose([T.RandomResizedCrop(size, scale=(0.5, 1.0)), T.RandomHorizontalFlip(), T.ToTensor()])
     for im in images:
         tf(im)
     t4 = time.perf_counter()
@@ -300,9 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         names = ("ours_compute", "authors_compute", "ours_pipeline", "authors_pipeline")
         v.ours_compute(), v.authors_compute()  # warm-up (allocator, lazy inits)
         times = {n: [] for n in names}
-        for _ in range(args.rounds):
+        for r in range(args.rounds):
             for n in names:
                 times[n].append(_timed(getattr(v, n), device) / len(v.batches))
+            _say(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.3g} s/step" for n in names))
         medians = {n: statistics.median(ts) for n, ts in times.items()}
         _say("breaking down")
         costs = {**per_image_costs(run, min(32, len(run.manifest.unlabeled))), **per_step_costs(run, v)}
