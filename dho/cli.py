@@ -28,7 +28,7 @@ COMMANDS = {
     "collect": "dho.results.cli", "tables": "dho.results.cli", "figures": "dho.results.cli",
     "rechoose": "dho.results.cli", "readme-results": "dho.results.cli", "collect-evals": "dho.results.cli",
     "ood-tables": "dho.results.cli", "paper-table": "dho.results.cli",
-    "evaluate": "dho.evaluate",
+    "evaluate": "dho.evaluate", "evaluate-teacher": "dho.evaluate",
     "plan": "dho.plan",
     "linear-eval": "dho.linear_eval",
 }
@@ -91,6 +91,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "plan": ("python -m dho plan --suite fewshot",
              "python -m dho plan --config 'suite=[fewshot,imagenet_semi,ablations]' --tflops 150",
              "python -m dho plan --suite imagenet_semi --step-json results/benchmarks/step_cuda.json"),
+    "evaluate-teacher": ("python -m dho evaluate-teacher --teacher results/table17_dfn/teachers/imagenet_a/"
+                         "clip_vit_b16.pt --name clip_vit_b16 --dataset imagenet_a --root data --out a.json",),
 }
 
 

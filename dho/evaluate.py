@@ -23,11 +23,21 @@ The output JSON (written atomically) carries the run's coordinates from ``metric
 ``method``, ``seed``, ``spec_hash``) plus ``eval_dataset``, ``test_acc``, ``test_acc_ce``,
 ``test_acc_kd``, ``n_images``, ``n_classes`` (classes scored), ``alpha``, ``beta``,
 ``source_test_acc`` (the run's in-distribution test accuracy) and bookkeeping keys.
+
+``dho evaluate-teacher --teacher FILE --name NAME --dataset NAME ...`` is the zero-shot
+reference (Table 17's "CLIP zero-shot" rows): a teacher file (``dho teacher zeroshot``, made
+on the evaluated dataset itself, so with its class list and prompts) scored on that test
+split, class-subset aware in the same way (logits restricted to ``class_subset`` before the
+arg-max).  Its record has the same keys, with ``method = "zero-shot"``, ``labels =
+"zero-shot"``, ``student = teacher = NAME``, ``seed = 0``, ``dataset = eval_dataset`` (so
+``source_test_acc = test_acc``), ``spec_hash = "zero-shot:NAME"`` and ``None`` for what a
+teacher does not have (``test_acc_ce``, ``test_acc_kd``, ``alpha``, ``beta``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -40,6 +50,8 @@ from .io import atomic_write_json
 from .rundir import METRICS_FILE, inspect_run
 
 EVAL_VERSION = 1
+#: ``method`` / ``labels`` of a zero-shot teacher's evaluation record.
+ZERO_SHOT = "zero-shot"
 #: Keys of the evaluation JSON (``dho.results.evals`` reads these).
 EVAL_KEYS = ("status", "suite", "dataset", "labels", "split", "student", "teacher", "method", "seed", "spec_hash",
              "eval_dataset", "test_acc", "test_acc_ce", "test_acc_kd", "n_images", "n_classes", "alpha", "beta",
@@ -129,6 +141,15 @@ def predictions(ce: torch.Tensor, kd: torch.Tensor, alpha: float, beta: float,
     return preds
 
 
+def subset_argmax(logits: torch.Tensor, class_subset: Sequence[int] | None = None) -> torch.Tensor:
+    """Arg-max of ``logits`` over ``class_subset``'s columns only (all columns without one),
+    as labels of the full class list."""
+    if class_subset is None:
+        return logits.argmax(dim=-1)
+    idx = torch.as_tensor(list(class_subset), dtype=torch.long, device=logits.device)
+    return idx[logits.index_select(1, idx).argmax(dim=-1)]
+
+
 def state_num_classes(state: dict[str, torch.Tensor], run_dir: Path) -> int:
     """Number of classes of the student in ``state`` (rows of its CE head's last weight matrix:
     a method may make the head non-linear, ``ce_head.0.weight`` ... ``ce_head.4.weight``)."""
@@ -169,6 +190,73 @@ def load_run_student(run_dir: Path, metrics: dict[str, Any], spec) -> tuple[torc
     return _eval_student(spec, METHODS.get(spec.method), state, num_classes, run_dir), num_classes
 
 
+def test_items(source, root) -> list:
+    """``source``'s test items (checked: the dataset is usable and has test images)."""
+    from . import data
+
+    data.assert_dataset_ok(source)
+    if "test" not in source.splits:
+        raise DataError(f"dataset '{source.name}' has no test split (splits: {', '.join(source.splits)})")
+    items = source.items("test")
+    if not items:
+        raise DataError(f"dataset '{source.name}' under {root} has no test images")
+    return items
+
+
+def checked_subset(source, num_classes: int) -> list[int] | None:
+    subset = source.class_subset
+    if subset is not None and (not subset or min(subset) < 0 or max(subset) >= num_classes):
+        raise DataError(f"dataset '{source.name}': class_subset out of range for {num_classes} classes")
+    return subset
+
+
+def teacher_accuracy(teacher, loader, class_subset: Sequence[int] | None = None, device=None,
+                     progress: bool = False, desc: str = "teacher eval") -> tuple[float, int]:
+    """(top-1 % , images) of a teacher on ``loader``'s ``(x01, label, _)`` batches, the arg-max
+    taken over ``class_subset`` when given."""
+    from tqdm.auto import tqdm
+
+    correct, n = 0, 0
+    with torch.inference_mode():
+        for x01, y, _ in tqdm(loader, desc=desc, unit="batch", disable=not progress, file=sys.stderr):
+            x01 = x01 if device is None else x01.to(device)
+            pred = subset_argmax(teacher(x01).float(), class_subset).cpu()
+            correct += int((pred == torch.as_tensor(y)).sum())
+            n += int(len(y))
+    return (100.0 * correct / n if n else math.nan), n
+
+
+def evaluate_teacher(teacher_file: str | Path, name: str, dataset: str, root: str | Path, device: str = "auto",
+                     batch_size: int = 256, num_workers: int = 2, progress: bool = True) -> dict[str, Any]:
+    """Zero-shot reference: a teacher file scored on ``dataset``'s test split (the module docstring)."""
+    from . import data
+    from .models.teachers import load_teacher
+    from .runtime import resolve_device
+
+    t0 = time.time()
+    if batch_size < 1 or num_workers < 0:
+        raise ConfigError(f"--batch-size = {batch_size}, --num-workers = {num_workers}: expected >= 1 and >= 0")
+    if not name or "/" in name:
+        raise ConfigError(f"--name = {name!r}: expected a non-empty name without '/'")
+    dev = resolve_device(device)
+    source = data.get_dataset(dataset, root)
+    items = test_items(source, root)
+    teacher = load_teacher(teacher_file, dev, expected_classes=source.classnames).eval()
+    subset = checked_subset(source, len(source.classnames))
+    loader = torch.utils.data.DataLoader(
+        data.ImageList(source, items, data.eval_transform(teacher.image_size)), batch_size=batch_size,
+        shuffle=False, num_workers=num_workers, pin_memory=dev.type == "cuda")
+    acc, n = teacher_accuracy(teacher, loader, subset, dev, progress, desc=f"zero-shot {name} on {dataset}")
+    return {
+        "status": "complete", "suite": None, "dataset": dataset, "labels": ZERO_SHOT, "split": None,
+        "student": name, "teacher": name, "method": ZERO_SHOT, "seed": 0, "spec_hash": f"{ZERO_SHOT}:{name}",
+        "eval_dataset": dataset, "test_acc": acc, "test_acc_ce": None, "test_acc_kd": None, "n_images": n,
+        "n_classes": len(subset) if subset is not None else len(source.classnames), "alpha": None, "beta": None,
+        "source_test_acc": acc, "run_dir": str(teacher_file), "device": str(dev), "wall_time_s": time.time() - t0,
+        "eval_version": EVAL_VERSION, "model": teacher.model, "pretrained": teacher.pretrained,
+    }
+
+
 def evaluate_run(run_dir: str | Path, dataset: str, root: str | Path, device: str = "auto",
                  batch_size: int | None = None, num_workers: int | None = None,
                  progress: bool = True) -> dict[str, Any]:
@@ -188,21 +276,14 @@ def evaluate_run(run_dir: str | Path, dataset: str, root: str | Path, device: st
     dev = resolve_device(device)
 
     source = data.get_dataset(dataset, root)
-    data.assert_dataset_ok(source)
-    if "test" not in source.splits:
-        raise DataError(f"dataset '{dataset}' has no test split (splits: {', '.join(source.splits)})")
-    items = source.items("test")
-    if not items:
-        raise DataError(f"dataset '{dataset}' under {root} has no test images")
+    items = test_items(source, root)
 
     student, num_classes = load_run_student(run_dir, metrics, spec)
     if source.num_classes != num_classes:
         raise ConfigError(f"dataset '{dataset}' has {source.num_classes} classes but run {run_dir} was trained on "
                           f"'{spec.dataset}' with {num_classes} classes: expected a dataset over the same "
                           f"class list (a partial one declares class_subset)")
-    subset = source.class_subset
-    if subset is not None and (not subset or min(subset) < 0 or max(subset) >= num_classes):
-        raise DataError(f"dataset '{dataset}': class_subset out of range for {num_classes} classes")
+    subset = checked_subset(source, num_classes)
 
     alpha, beta = float(metrics["alpha"]), float(metrics["beta"])
     bs = batch_size or max(spec.batch_size, spec.unlabeled_batch_size)
@@ -252,6 +333,15 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_evaluate_teacher(args) -> int:
+    result = evaluate_teacher(args.teacher, args.name, args.dataset, args.root, device=args.device,
+                              batch_size=args.batch_size, num_workers=args.num_workers, progress=not args.quiet)
+    atomic_write_json(args.out, result)
+    print(f"{args.out}: zero-shot {args.name} on {args.dataset} test_acc {result['test_acc']:.2f} "
+          f"({result['n_images']} images, {result['n_classes']} classes)")
+    return 0
+
+
 def add_cli(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a finished run's best checkpoint on another dataset (OOD)")
     p.add_argument("--run-dir", required=True, metavar="RUN_DIR", help="a finished run directory")
@@ -264,3 +354,17 @@ def add_cli(sub) -> None:
     p.add_argument("--num-workers", type=int, default=None, metavar="N", help="default: the run's num_workers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
+
+    t = sub.add_parser("evaluate-teacher", help="zero-shot reference: a teacher file on a dataset's test split, "
+                       "as an evaluation record (class-subset aware)")
+    t.add_argument("--teacher", required=True, metavar="FILE", help="teacher file (dho teacher zeroshot) made on "
+                   "the evaluated dataset")
+    t.add_argument("--name", required=True, help="the teacher's name in the table (student/teacher columns)")
+    t.add_argument("--dataset", required=True, metavar="NAME", help="dataset whose test split is evaluated")
+    t.add_argument("--root", required=True, metavar="DIR", help="folder holding the dataset folders")
+    t.add_argument("--out", required=True, metavar="FILE.json", help="evaluation record to write (atomic)")
+    t.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    t.add_argument("--batch-size", type=int, default=256, metavar="N", help="batch size (256)")
+    t.add_argument("--num-workers", type=int, default=2, metavar="N", help="data loader workers (2)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_evaluate_teacher)

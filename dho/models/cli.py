@@ -96,25 +96,23 @@ def _cmd_tip_adapter(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    import torch
-    from tqdm.auto import tqdm
-
     from ..data import ImageList, eval_transform, get_dataset
     from ..errors import DataError
+    from ..evaluate import checked_subset, teacher_accuracy
     from ..io import atomic_write_json
     from .teachers import load_teacher
 
     source = get_dataset(args.dataset, args.root)
-    teacher = load_teacher(args.teacher, _device(args.device), expected_classes=source.classnames)
+    device = _device(args.device)
+    teacher = load_teacher(args.teacher, device, expected_classes=source.classnames)
     items = source.items(args.split)
     if not items:
         raise DataError(f"dataset {source.name} under {args.root} has no {args.split} images")
     loader = _loader(ImageList(source, items, eval_transform(args.image_size or teacher.image_size)),
                      args.batch_size, False, args.num_workers)
-    correct = 0
-    for x01, y, _ in tqdm(loader, desc=f"teacher eval ({args.split})", unit="batch", disable=args.quiet):
-        correct += int((teacher(x01).argmax(dim=-1).cpu() == torch.as_tensor(y)).sum())
-    acc = 100.0 * correct / len(items)
+    subset = checked_subset(source, len(source.classnames))  # ImageNet-A/-R: scored over their classes
+    acc, _ = teacher_accuracy(teacher, loader, subset, device, progress=not args.quiet,
+                              desc=f"teacher eval ({args.split})")
     result = {"teacher": str(args.teacher), "kind": teacher.kind, "model": teacher.model,
               "pretrained": teacher.pretrained, "dataset": source.name, "split": args.split,
               "num_images": len(items), "accuracy": acc}

@@ -48,6 +48,8 @@ _TEXT_COLUMNS = ("suite", "from_suite", "dataset", "labels", "student", "teacher
 _INT_COLUMNS = ("seed", "n_images", "n_classes")
 _STRING_KEYS = ("dataset", "labels", "student", "teacher", "method", "spec_hash", "eval_dataset")
 _NUMBER_KEYS = ("test_acc", "test_acc_ce", "test_acc_kd", "alpha", "beta", "source_test_acc")
+#: May be null: a zero-shot teacher's record (``dho evaluate-teacher``) has no heads nor (alpha, beta).
+_NULLABLE_KEYS = ("test_acc_ce", "test_acc_kd", "alpha", "beta")
 _COUNT_KEYS = ("seed", "n_images", "n_classes")
 SORT_KEYS = ["label_count", "labels", "dataset", "student", "teacher", "method", "seed", "eval_dataset",
              "spec_hash"]
@@ -91,7 +93,8 @@ def read_eval(path: str | os.PathLike) -> dict[str, Any]:
     bad = [f"'{k}' = {rec[k]!r}: expected a non-empty string" for k in _STRING_KEYS
            if not (isinstance(rec[k], str) and rec[k])]
     bad += [f"'{k}' = {rec[k]!r}: expected a number" for k in _NUMBER_KEYS
-            if not (isinstance(rec[k], (int, float)) and not isinstance(rec[k], bool))]
+            if not (isinstance(rec[k], (int, float)) and not isinstance(rec[k], bool))
+            and not (rec[k] is None and k in _NULLABLE_KEYS)]
     bad += [f"'{k}' = {rec[k]!r}: expected an integer" for k in _COUNT_KEYS
             if not (isinstance(rec[k], int) and not isinstance(rec[k], bool))]
     if bad:

@@ -241,9 +241,11 @@ def write_paper_table(layout: Layout, runs: pd.DataFrame, reported: pd.DataFrame
 # --------------------------------------------------------------------------- inputs
 def evals_as_runs(evals: pd.DataFrame) -> pd.DataFrame:
     """``evals.csv`` rows as run-like rows whose ``dataset`` is the evaluated one, plus one row
-    per run for its own test set (``source_test_acc``), so OOD layouts use the same specs."""
+    per run for its own test set (``source_test_acc``), so OOD layouts use the same specs.
+    A record of a dataset evaluated on itself (a zero-shot teacher's) is its own row already."""
     ood = evals.assign(dataset=evals["eval_dataset"])
-    own = evals.drop_duplicates(["from_suite", "dataset", "labels", "student", "teacher", "method", "seed"])
+    trained = evals[evals["dataset"].astype(str) != evals["eval_dataset"].astype(str)]
+    own = trained.drop_duplicates(["from_suite", "dataset", "labels", "student", "teacher", "method", "seed"])
     own = own.assign(test_acc=own["source_test_acc"])
     return pd.concat([own, ood], ignore_index=True)
 
@@ -551,25 +553,29 @@ def _table17() -> Layout:
                                       teacher=rep_teacher, method="dho"))
                 for c, d in datasets.items()}
 
-    def zero_shot(rep_student, method):
-        return {c: Spec(runs=dict(dataset=d, method="zero-shot", student=rep_student), reported=dict(
+    def zero_shot(name, rep_student, method):
+        # `dho evaluate-teacher` records (evaluate.teachers of suite table17_dfn): student = teacher = name
+        return {c: Spec(runs=dict(dataset=d, method="zero-shot", student=name), reported=dict(
             table="Tab17", dataset=d, labels="zero-shot", student=rep_student, method=method))
             for c, d in datasets.items()}
     b16, l14 = "ViT-B/16 student", "ViT-L/14 student"
-    rows = ((b16, "CLIP ViT-B/16 zero-shot", zero_shot("clip_vit_b16", "clip zero-shot")),
+    rows = ((b16, "CLIP ViT-B/16 zero-shot", zero_shot("clip_vit_b16", "clip_vit_b16", "clip zero-shot")),
             (b16, "1 %, ViT-L/14 teacher", trained("clip_vit_b16", "1pct", "l14", "clip_vit_b16", "l14")),
             (b16, "10 %, ViT-L/14 teacher", trained("clip_vit_b16", "10pct", "l14", "clip_vit_b16", "l14")),
             (b16, "1 %, ViT-H/14 teacher", trained("clip_vit_b16", "1pct", "dfn", "clip_vit_b16", "dfn")),
             (b16, "10 %, ViT-H/14 teacher", trained("clip_vit_b16", "10pct", "dfn", "clip_vit_b16", "dfn")),
-            (l14, "CLIP ViT-L/14 zero-shot", zero_shot("clip_vit_l14", "clip zero-shot")),
+            (l14, "CLIP ViT-L/14 zero-shot", zero_shot("clip_vit_l14", "clip_vit_l14", "clip zero-shot")),
             (l14, "1 %, ViT-H/14 teacher", trained("clip_vit_l14_336", "1pct", "dfn", "clip_vit_l14_336", "dfn")),
             (l14, "10 %, ViT-H/14 teacher", trained("clip_vit_l14_336", "10pct", "dfn", "clip_vit_l14_336", "dfn")),
-            ("Zero-shot VLM", "DFN ViT-H/14 (the teacher)", zero_shot("DFN ViT-H/14", "zero-shot vlm (the teacher)")))
+            ("Zero-shot VLM", "DFN ViT-H/14 (the teacher)",
+             zero_shot("dfn", "DFN ViT-H/14", "zero-shot vlm (the teacher)")))
     return Layout(name="table17", title="Table 17: DHO students on ImageNet and its shifted variants (top-1 %)",
                   columns=columns, rows=rows, source="evals",
                   notes=("Val = the runs' own ImageNet test accuracy; V2 / Sketch / R / A from `dho evaluate` "
                          "(R and A over their 200 classes)",
-                         "zero-shot rows: no zero-shot OOD evaluation in the harness yet (missing)"))
+                         "zero-shot rows: `dho evaluate-teacher` of the suite's evaluate.teachers (CLIP ViT-B/16 "
+                         "and ViT-L/14 OpenAI at 224 px, DFN5B ViT-H/14-378), each teacher file made on the "
+                         "evaluated dataset (its class list and the authors' ImageNet prompts)"))
 
 
 _BUILDERS: dict[str, Callable[[], Layout]] = {

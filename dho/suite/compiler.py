@@ -301,7 +301,9 @@ class Suite:
                           int(split_seed) if per_split else None)
 
     def teacher_jobs(self) -> list[TeacherJob]:
-        """Every teacher file the grid needs, each once."""
+        """Every teacher file the grid (an evaluation suite: its zero-shot references) needs, each once."""
+        if self.evaluates:
+            return [TeacherJob(self, t, d) for d in self.teacher_eval_datasets() for t in self.evaluate_teachers()]
         return list(dict.fromkeys(self.teacher_job(c) for c in self.grid if c.teacher != NO_TEACHER))
 
     def teacher_command(self, job: TeacherJob) -> str:
@@ -366,7 +368,8 @@ class Suite:
         """name -> the command-line arguments of every teacher/demo job of the suite."""
         out: dict[str, list[str]] = {}
         if self.evaluates:
-            return out
+            return {self._teacher_settings_name(job): self.teacher_kind(job.teacher).command(job)
+                    for job in self.teacher_jobs()}
         demo = self.cfg.get("demo")
         if demo is not None:
             out["demo_data"] = list(demo["data_args"])
@@ -437,12 +440,33 @@ class Suite:
                               f"trains runs, not another evaluation suite")
         return ev
 
+    def evaluate_teachers(self) -> list[str]:
+        """``evaluate.teachers``: zeroshot teachers of the suite's ``teachers`` block (checked)."""
+        names = list(self.evaluate.get("teachers", []))
+        teachers = self.cfg.get("teachers", {})
+        for name in names:
+            if teachers.get(name, {}).get("kind") != "zeroshot":
+                raise ConfigError(f"config key '{self.key}.evaluate.teachers': '{name}' is not a zeroshot teacher "
+                                  f"of '{self.key}.teachers' (known: {', '.join(teachers) or 'none'})")
+            TEACHER_KINDS.get("zeroshot").check(self, name)
+        return names
+
+    def teacher_eval_datasets(self) -> list[str]:
+        """Where the zero-shot references are scored: the datasets of ``from``, then ``evaluate.datasets``."""
+        ev = self.evaluate
+        return list(dict.fromkeys([*self.workflow.suite(ev["from"]).cfg.get("datasets", []), *ev["datasets"]]))
+
     def eval_json(self, eval_dataset: str, cell: Cell) -> str:
         return f"{self.dir}/evals/{eval_dataset}/{cell.suite}/{cell.path}.json"
 
+    def teacher_eval_json(self, eval_dataset: str, teacher: str) -> str:
+        return f"{self.dir}/evals/{eval_dataset}/zero-shot/{teacher}.json"
+
     def eval_jsons(self) -> list[str]:
         ev = self.evaluate
-        return [self.eval_json(d, c) for d in ev["datasets"] for c in self.workflow.suite(ev["from"]).grid]
+        return ([self.eval_json(d, c) for d in ev["datasets"] for c in self.workflow.suite(ev["from"]).grid]
+                + [self.teacher_eval_json(d, t) for d in self.teacher_eval_datasets()
+                   for t in self.evaluate_teachers()])
 
     def targets(self) -> list[str]:
         """What the workflow's `all` builds for this suite."""

@@ -14,9 +14,9 @@ def _eval_launch(wc):
     return W.launch_flags(S(wc), train_res(wc), name)
 
 
-def _eval_workers(wc, threads):
+def _eval_workers(wc, threads, res=train_res):
     """Loader workers: the threads granted here (local), the job's CPUs (SLURM)."""
-    return train_res(wc).cpus if W.launcher == "slurm" else max(1, threads)
+    return res(wc).cpus if W.launcher == "slurm" else max(1, threads)
 
 
 rule evaluate:
@@ -47,6 +47,37 @@ rule evaluate:
         "{PY} submit-cmd {params.launch} --done {output} --"
         " evaluate --run-dir {params.run_dir} --dataset {wildcards.eval_dataset}"
         " --root {params.root} --device {params.device} --num-workers {params.workers}"
+        " --out {output} > {log} 2>&1"
+
+
+rule evaluate_teacher:
+    """Zero-shot reference: a teacher of `evaluate.teachers`, made on the evaluated dataset, on its test split."""
+    input:
+        data=lambda wc: S(wc).data_ok(wc.eval_dataset),
+        teacher=R + "/{suite}/teachers/{eval_dataset}/{teacher}.pt",
+    output:
+        R + "/{suite}/evals/{eval_dataset}/zero-shot/{teacher}.json",
+    wildcard_constraints:
+        eval_dataset=r"[^/]+",
+        teacher=r"[^/]+",
+    params:
+        root=lambda wc: S(wc).data_root,
+        device=lambda wc: S(wc).base_spec().device,
+        workers=lambda wc, threads: _eval_workers(wc, threads, teacher_res),
+        launch=lambda wc: W.launch_flags(S(wc), teacher_res(wc),
+                                         f"dho-eval-{wc.suite}-{wc.eval_dataset}-zero-shot-{wc.teacher}"),
+    threads: lambda wc: W.threads(teacher_res(wc))
+    resources:
+        mem_mb=lambda wc: teacher_res(wc).mem_mb,
+        runtime=lambda wc: teacher_res(wc).time_min,
+        gpus=lambda wc: teacher_res(wc).gpus,
+        cpus_per_task=lambda wc: teacher_res(wc).cpus,
+    log:
+        R + "/{suite}/logs/evaluate/{eval_dataset}/zero-shot/{teacher}.log",
+    shell:
+        "{PY} submit-cmd {params.launch} --done {output} --"
+        " evaluate-teacher --teacher {input.teacher} --name {wildcards.teacher} --dataset {wildcards.eval_dataset}"
+        " --root {params.root} --device {params.device} --num-workers {params.workers} --quiet"
         " --out {output} > {log} 2>&1"
 
 
