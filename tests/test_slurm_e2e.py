@@ -53,17 +53,39 @@ def job_dirs(workdir: Path) -> list[str]:
     return [d.name for d in (workdir / "results/ci/logs").iterdir() if d.name.isdigit()]
 
 
-def check_outputs(workdir: Path, env: dict) -> None:
+def finished_metrics(workdir: Path) -> list[Path]:
+    """metrics.json of every run of the suite (superseded content set aside excluded)."""
+    return [f for f in (workdir / "results/ci/runs").rglob("metrics.json") if "superseded" not in f.parts]
+
+
+def train_jobs(workdir: Path) -> dict[str, list[str]]:
+    """SLURM job name -> job ids of the training jobs submitted for the suite (from the
+    submission scripts submitit keeps in each job's log folder; the workflow's other jobs
+    are named dho-teacher-, dho-demo-, dho-cache-, dho-eval-...)."""
+    jobs: dict[str, list[str]] = {}
+    for script in (workdir / "results/ci/logs").glob("*/*_submission.sh"):
+        name = next(line.split("=", 1)[1].strip() for line in script.read_text().splitlines()
+                    if line.startswith("#SBATCH --job-name="))
+        if not name.startswith(("dho-teacher-", "dho-demo-", "dho-cache-", "dho-eval-")):
+            jobs.setdefault(name, []).append(script.parent.name)
+    return jobs
+
+
+def check_outputs(workdir: Path, env: dict, duplicates: int = 0) -> None:
+    """runs.csv, tables and MLflow agree; ``duplicates``: MLflow runs left by deleted run
+    directories, which `dho mlflow-check` must report (and nothing else)."""
     rows = runs_csv(workdir)
     assert sorted(r["method"] for r in rows) == sorted(CELLS)  # one row per cell
     assert all(r["slurm_job_id"] for r in rows)
     assert len({r["spec_hash"] for r in rows}) == len(CELLS)
     tables = "".join(f.read_text() for f in (workdir / "results/ci/tables").glob("*.md"))
     assert all(method in tables for method in CELLS)
-    # exactly one MLflow run per spec hash, with metrics.json's test accuracy
+    # exactly one MLflow run per run directory, with metrics.json's test accuracy
     p = subprocess.run([sys.executable, "-m", "dho", "mlflow-check", "results/ci", "--uri",
                         "sqlite:///results/mlflow.db"], cwd=workdir, env=env, capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert p.returncode == (1 if duplicates else 0), p.stdout + p.stderr
+    assert len(lines) == duplicates and all("but 1 run directory" in line for line in lines), p.stdout
 
 
 @pytest.fixture
@@ -95,6 +117,12 @@ def test_ci_suite_via_slurm_kill_rerun_and_twice_at_once(workdir, env, cancel_le
     snakemake(SUITE, workdir, env, timeout=900, check=True)
     assert all(done(workdir, m) for m in CELLS)
     assert {m: fingerprint(workdir, m) for m in finished} == finished
+    # the rerun attached to the jobs the killed launchers left running: one SLURM job per
+    # run, none submitted twice
+    jobs = train_jobs(workdir)
+    job_ids = sorted(json.loads(f.read_text())["slurm_job_id"] for f in finished_metrics(workdir))
+    assert len(jobs) == len(job_ids) and all(len(ids) == 1 for ids in jobs.values()), jobs
+    assert job_ids == sorted(i for ids in jobs.values() for i in ids)
     check_outputs(workdir, env)
 
     # 3. the same suite twice at once (no Snakemake lock), with one run to redo: one SLURM
@@ -111,9 +139,10 @@ def test_ci_suite_via_slurm_kill_rerun_and_twice_at_once(workdir, env, cancel_le
     outputs = [t.communicate(timeout=900)[0] for t in twins]
     assert all(t.returncode == 0 for t in twins), outputs[0][-3000:] + outputs[1][-3000:]
     assert len(set(job_dirs(workdir)) - jobs_before) == 1  # one SLURM job for the redone run
+    assert sum(len(ids) for ids in train_jobs(workdir).values()) == len(finished_metrics(workdir)) + 1
     assert {m: fingerprint(workdir, m) for m in before} == before
     snakemake(SUITE, workdir, env, timeout=600, check=True)
-    check_outputs(workdir, env)
+    check_outputs(workdir, env, duplicates=1)  # the deleted run directory's MLflow run is reported
 
     # 4. the report gathers tables and figures
     snakemake(["--config", "suite=ci", "--report", "results/report.html"], workdir, env, timeout=300, check=True)
