@@ -102,7 +102,10 @@ def build_run(args, root: Path, work: Path, teacher):
         teacher_file=str(teacher_file), epochs=1000, epoch_length="unlabeled", batch_size=args.batch,
         unlabeled_batch_size=args.batch, image_size=args.image_size, num_workers=args.workers,
         device=args.device, progress=False, grad_cosine_every=0, seed=1))
+    from dho.distributed import current
+
     run = _Run(spec, work / "run")
+    run.dist = current()  # one process (what execute() sets before the setup)
     run.device = resolve_device(spec.device)
     run._setup_data()
     run._load_teacher = lambda path, n: setattr(run, "teacher", teacher)
@@ -144,8 +147,10 @@ class Variants:
         self.run, self.args = run, args
         self.device = run.device
         self.epoch = 1
-        self.batches = [(b_l, b_u) for b_l, b_u in run._epoch_batches(1)]  # decoded once
-        self.real_batches = run._epoch_batches
+        # per step, the micro-batches [(labeled, unlabeled)] of dho train's loop, decoded once
+        self.batches = list(run._epoch_steps(1))
+        self.pairs = [pair for micro in self.batches for pair in micro]
+        self.real_steps = run._epoch_steps
         self.student_a, self.opt_a, self.sched_a = authors_models(run, args)
         src = run.source
         labeled = [(src.path(rel), int(y)) for rel, y in run.manifest.labeled]
@@ -154,11 +159,11 @@ class Variants:
                         for items in (labeled, unlabeled)]
 
     def ours_compute(self) -> None:
-        self.run._epoch_batches = lambda epoch: iter(self.batches)
+        self.run._epoch_steps = lambda epoch: iter(self.batches)
         try:
             self.run._train_epoch(self.epoch)
         finally:
-            self.run._epoch_batches = self.real_batches
+            self.run._epoch_steps = self.real_steps
 
     def ours_pipeline(self) -> None:
         self.epoch += 1  # fresh views, the same cost
@@ -173,7 +178,7 @@ class Variants:
                          b_l[1].to(dev), b_u[0].to(dev))
 
     def authors_compute(self) -> None:
-        self._authors(self.batches)
+        self._authors(self.pairs)
 
     def authors_pipeline(self) -> None:
         steps = len(self.batches)
@@ -222,7 +227,7 @@ def per_step_costs(run, v: Variants) -> dict[str, float]:
     from .authors_step import _normalize, _teacher
 
     dev = run.device
-    (b_l, b_u) = v.batches[0]
+    (b_l, b_u) = v.pairs[0]
     x_l, x_u = b_l[0].to(dev), b_u[0].to(dev)
     x = torch.cat([x_l, x_u])
     t = run.teacher
