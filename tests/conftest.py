@@ -90,6 +90,15 @@ def workdir(tmp_path: Path) -> Path:
     return copy_repo(tmp_path)
 
 
+def edit_suite(workdir: Path, suite: str, edit) -> None:
+    """Apply ``edit(suite_dict)`` to suite ``suite`` of ``workdir``'s config.yaml in place."""
+    import yaml
+
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    edit(cfg["suites"][suite])
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
 def snakemake(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120, check: bool = False
               ) -> subprocess.CompletedProcess:
     """Run this venv's snakemake in ``cwd``; output in ``.stdout`` (stderr merged)."""

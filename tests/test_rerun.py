@@ -19,9 +19,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import snakemake
+from conftest import edit_suite, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 CELLS = {"ce": "none", "kd": "zs", "dho": "zs", "pseudo_label": "zs"}  # method -> teacher
@@ -51,9 +50,7 @@ def runs_csv(workdir: Path) -> list[dict]:
 
 
 def edit_config(workdir: Path, edit) -> None:
-    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
-    edit(cfg["suites"]["ci"])
-    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    edit_suite(workdir, "ci", edit)
 
 
 def nothing_to_do(args: list[str], workdir: Path, env: dict) -> None:
