@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import edit_suite, snakemake
+from conftest import edit_suite, slurm_available, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 CELLS = {"ce": "none", "kd": "zs", "dho": "zs", "pseudo_label": "zs"}  # method -> teacher
@@ -96,6 +96,10 @@ def change_and_rerun(args: list[str], workdir: Path, env: dict) -> None:
 
 
 def test_change_and_rerun_local(workdir, env):
+    # the same steps as test_change_and_rerun_slurm, whose launcher only adds sbatch; where
+    # a cluster answers (CI) that one runs and this one would only double the ~10 minutes
+    if slurm_available():
+        pytest.skip("a SLURM cluster answers: test_change_and_rerun_slurm runs these steps through it")
     change_and_rerun(["--cores", "1", "--config", "suite=ci"], workdir, env)
 
 
