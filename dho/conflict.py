@@ -38,10 +38,10 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _classifier_weight(head: torch.nn.Module) -> torch.Tensor:
-    """W of a linear head; of a non-linear head (a method's, e.g. DHO+NL-Head), its last linear layer's."""
-    if isinstance(head, torch.nn.Linear):
-        return head.weight
-    return [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1].weight
+    """W of a linear head; of a non-linear head (a method's, e.g. DHO+NL-Head), its last linear layer's;
+    of a CoOp prompt head (no linear layer), its ``weight``: the learned context vectors."""
+    linear = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+    return linear[-1].weight if linear else head.weight  # a prompt head's "W": its context vectors
 
 
 def gradient_conflict(student, out_l, labels: torch.Tensor, t_l: torch.Tensor | None,

@@ -152,11 +152,12 @@ def subset_argmax(logits: torch.Tensor, class_subset: Sequence[int] | None = Non
 
 def state_num_classes(state: dict[str, torch.Tensor], run_dir: Path) -> int:
     """Number of classes of the student in ``state`` (rows of its CE head's last weight matrix:
-    a method may make the head non-linear, ``ce_head.0.weight`` ... ``ce_head.4.weight``)."""
+    a method may make the head non-linear, ``ce_head.0.weight`` ... ``ce_head.4.weight``; a CoOp
+    student has prompt heads and one row of class-prompt tokens per class, ``prompt_tokens``)."""
     heads = [v for k, v in state.items() if k.startswith("ce_head.") and k.endswith("weight")
              and isinstance(v, torch.Tensor) and v.ndim == 2]
-    head = heads[-1] if heads else None
-    if head is None:
+    head = heads[-1] if heads else state.get("prompt_tokens")  # a CoOp student: one token row per class
+    if not isinstance(head, torch.Tensor):
         raise CheckpointError(f"checkpoint {run_dir / 'checkpoint.pt'}: the best state has no 'ce_head.weight' "
                               f"matrix (not a dho student)")
     return int(head.shape[0])

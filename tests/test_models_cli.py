@@ -29,8 +29,9 @@ def setup(tmp_path_factory):
 def test_students_lists_every_student(capsys):
     assert main(["students"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["clip_tiny", "clip_vit_b16", "clip_vit_l14_336",
-                                                  "dino_resnet50", "mobilenet_v2", "resnet18"]
+    assert [line.split()[0] for line in lines] == ["clip_tiny", "clip_vit_b16", "clip_vit_l14_336", "coop_tiny",
+                                                  "coop_vit_b16", "dino_resnet50", "mobilenet_v2", "resnet18",
+                                                  "vpt_tiny", "vpt_vit_b16"]
 
 
 def test_teacher_commands_end_to_end(setup, tmp_path, capsys):

@@ -33,8 +33,8 @@ def offline(monkeypatch, tmp_path):
 
 
 def test_registry_names():
-    assert STUDENTS.names() == ["clip_tiny", "clip_vit_b16", "clip_vit_l14_336", "dino_resnet50", "mobilenet_v2",
-                                "resnet18"]
+    assert STUDENTS.names() == ["clip_tiny", "clip_vit_b16", "clip_vit_l14_336", "coop_tiny", "coop_vit_b16",
+                                "dino_resnet50", "mobilenet_v2", "resnet18", "vpt_tiny", "vpt_vit_b16"]
 
 
 def test_input_adapter_normalises_and_resizes():
