@@ -40,6 +40,13 @@ def test_label_leaked_student_refused_at_parse_time(workdir, env):
     ("imagenet_semi", {"train": 2 * 2 * 3}),          # {1, 10} % x 2 ViTs x ce/kd/dho
     ("ood", {"evaluate": 4 * 12, "train": 12}),       # 4 OOD sets x every imagenet_semi run
     ("ablations", {"train": 3 * 2 * 6 + 3, "collect": 2}),  # group: lambda sweep + heads
+    # appendix groups: their own rows + the shared ones of fig4 (300) / table1_fewshot (70)
+    ("table13", {"train": 300 + 8 * 5, "paper_table": 3}),              # + PCGrad on 8 datasets
+    ("table14", {"train": 70 + 5 * 4, "paper_table": 2}),               # + DKD/WKD (+DHO), ImageNet
+    ("table15", {"train": 300 + 8 * 5 * 4, "paper_table": 3}),          # + DKD/WKD (+DHO), 8 datasets
+    ("table16", {"train": 8, "paper_table": 2}),                        # table3's runs, nothing new
+    ("table18", {"train": 70 + 300 + 5 * 3 + 10 * 5 * 3, "paper_table": 6}),  # + 3 non-linear heads
+    ("table19", {"train": 70 + 5 * 3, "paper_table": 2}),
 ])
 def test_other_suites_dry_run(workdir, env, suite, expect):
     jobs = job_counts(snakemake(["-n", "--config", f"suite={suite}"], workdir, env, check=True).stdout)

@@ -72,6 +72,8 @@ class Layout:
     source: str = "runs"
     #: leave out rows without a single run (the demo's miniature of Table 1)
     drop_empty_rows: bool = False
+    #: decimals printed (the paper's: two for Fig. 9 and Tables 16 / 19)
+    digits: int = 1
 
 
 # --------------------------------------------------------------------------- numbers
@@ -228,7 +230,7 @@ def write_paper_table(layout: Layout, runs: pd.DataFrame, reported: pd.DataFrame
                       out_dir: str | os.PathLike) -> list[Path]:
     """Write ``<layout>.md``, ``.csv`` and ``.tex`` into ``out_dir``."""
     cells = paper_cells(layout, runs, reported)
-    digits = 2 if layout.name == "fig9" else 1
+    digits = layout.digits
     out_dir = Path(out_dir)
     paths = [out_dir / f"{layout.name}.{ext}" for ext in ("md", "csv", "tex")]
     atomic_write_text(paths[0], to_markdown(cells, layout, digits))
@@ -442,25 +444,27 @@ FIG9_ALPHAS = tuple(round(i * 0.05, 2) for i in range(21))
 FIG9_BETAS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
+def _test_logits_value(per_run: Callable[[dict], float]) -> Callable[[pd.DataFrame], list[float]]:
+    """Per run with a saved ``logits_test.npz``: ``per_run`` of its arrays (runs without one are left out)."""
+    def value(sel: pd.DataFrame) -> list[float]:
+        from .heads import load_logits
+
+        paths = (Path(run_dir) / "logits_test.npz" for run_dir in sel["run_dir"])
+        return [per_run(load_logits(path)) for path in paths if path.is_file()]
+    return value
+
+
 def _grid_value(what: str) -> Callable[[pd.DataFrame], list[float]]:
     """Per run: the grid's best accuracy / its alpha / its beta, or the accuracy at (0.4, 0.5)."""
-    def value(sel: pd.DataFrame) -> list[float]:
-        from .heads import accuracy_grid, load_logits
+    def per_run(a: dict) -> float:
+        from .heads import accuracy_grid
 
-        out = []
-        for run_dir in sel["run_dir"]:
-            path = Path(run_dir) / "logits_test.npz"
-            if not path.is_file():
-                continue
-            a = load_logits(path)
-            if what == "heuristic":
-                out.append(float(accuracy_grid(a["ce"], a["kd"], a["labels"], (0.4,), (0.5,))[0, 0]))
-                continue
-            grid = accuracy_grid(a["ce"], a["kd"], a["labels"], FIG9_ALPHAS, FIG9_BETAS)
-            i, j = np.unravel_index(int(np.argmax(grid)), grid.shape)
-            out.append({"best": float(grid[i, j]), "alpha": FIG9_ALPHAS[i], "beta": FIG9_BETAS[j]}[what])
-        return out
-    return value
+        if what == "heuristic":
+            return float(accuracy_grid(a["ce"], a["kd"], a["labels"], (0.4,), (0.5,))[0, 0])
+        grid = accuracy_grid(a["ce"], a["kd"], a["labels"], FIG9_ALPHAS, FIG9_BETAS)
+        i, j = np.unravel_index(int(np.argmax(grid)), grid.shape)
+        return {"best": float(grid[i, j]), "alpha": FIG9_ALPHAS[i], "beta": FIG9_BETAS[j]}[what]
+    return _test_logits_value(per_run)
 
 
 def _fig9() -> Layout:
@@ -483,7 +487,7 @@ def _fig9() -> Layout:
                   "(top-1 %, from saved test logits)", columns=("accuracy", "α", "β"), rows=tuple(rows),
                   notes=(f"grid: α in 0, 0.05, ..., 1; β in {', '.join(map(str, FIG9_BETAS))}; scored on the "
                          "ImageNet test (= val) logits as in the paper (ImageNet has no other split)",
-                         "the paper's best: α = 0.5, β = 0.3"))
+                         "the paper's best: α = 0.5, β = 0.3"), digits=2)
 
 
 def _table3() -> Layout:
@@ -578,9 +582,144 @@ def _table17() -> Layout:
                          "evaluated dataset (its class list and the authors' ImageNet prompts)"))
 
 
+# --------------------------------------------------------------------------- appendix tables (E.2-F.1, Sec. 3.3)
+#: Tables 13 and 15: "8 of the 10 datasets (without Food101, Sun397)".
+EIGHT = tuple(d for d in FINE_GRAINED if d not in ("food101", "sun397"))
+_EIGHT_REPORTED = "average of 8 (no food101, sun397)"
+
+
+def _shot_specs(runs: dict, reported: dict | None, datasets: tuple[str, ...] | None = None,
+                prefix: str = "", value: str = "test_acc") -> dict:
+    """``{prefix}k-shot`` columns, k in :data:`SHOTS`: ``runs`` (plus the labels) and ``reported``
+    (plus the labels; ``None`` = no number), an average over ``datasets`` if given."""
+    return {f"{prefix}{k}-shot": Spec(runs=dict(runs, labels=f"{k}shot"), datasets=datasets, value=value,
+                                      reported=None if reported is None else dict(reported, labels=f"{k}shot"))
+            for k in SHOTS}
+
+
+def _eight_rows(table: str, block: str, methods: Sequence[tuple[str, str, str]]) -> tuple:
+    """Rows (label, grid method, reported method) of the 8-dataset average, ResNet-18, zero-shot teacher."""
+    where = dict(student="resnet18", teacher="zs")
+    return tuple((block, label, _shot_specs(dict(where, method=method), dict(
+        table=table, dataset=_EIGHT_REPORTED, method=rep, **where), datasets=EIGHT))
+        for label, method, rep in methods)
+
+
+_EIGHT_NOTE = ("8 datasets = the 10 fine-grained datasets without Food101 and SUN397 (the paper's choice); "
+               "each cell is the mean of the 8 per-dataset means (missing unless all 8 have runs)")
+
+
+def _table13() -> Layout:
+    return Layout(
+        name="table13", title="Table 13: PCGrad vs DHO, average of 8 datasets, ResNet-18 (top-1 %)",
+        columns=tuple(f"{k}-shot" for k in SHOTS),
+        rows=_eight_rows("Tab13", "Average (8 datasets)", (("CE+KD (logit)", "kd", "ce+kd_logit"),
+                                                          ("PCGrad", "pcgrad", "pcgrad"), ("DHO", "dho", "dho"))),
+        notes=(_EIGHT_NOTE, "teacher: CLIP RN50 zero-shot (the paper does not restate it; E.2 follows Fig. 4); "
+               "PCGrad = CE+KD (logit) with the CE and KD gradients projected where they conflict (suite "
+               "table13_pcgrad); CE+KD (logit) and DHO are fig4's runs"))
+
+
+_KD_ROWS = (("DHO", "dho", "dho"), ("DKD", "dkd", "dkd"), ("DKD+DHO", "dkd_dho", "dkd+dho"),
+            ("WKD", "wkd", "wkd"), ("WKD+DHO", "wkd_dho", "wkd+dho"))
+_KD_NOTE = ("the paper's parentheses (improvement of X+DHO over X) are the differences of its rows: "
+            "not repeated here")
+
+
+def _table14() -> Layout:
+    where = dict(dataset="imagenet", student="resnet18_scratch", teacher="zs")
+    return Layout(
+        name="table14", title="Table 14: DKD and WKD with and without DHO, ImageNet, ResNet-18 from scratch (top-1 %)",
+        columns=tuple(f"{k}-shot" for k in SHOTS),
+        rows=tuple(("ImageNet", label, _shot_specs(dict(where, method=method), dict(
+            table="Tab14", dataset="imagenet", student="resnet18 scratch", teacher="zs", method=rep)))
+            for label, method, rep in _KD_ROWS),
+        notes=("student: ResNet-18 from scratch (the paper's DHO row equals Table 1's ResNet-18 row); teacher: "
+               "CLIP RN50 zero-shot; Table 1's settings (suite table14_kd; DHO = table1_fewshot's run)", _KD_NOTE))
+
+
+def _table15() -> Layout:
+    return Layout(
+        name="table15", title="Table 15: DKD and WKD with and without DHO, average of 8 datasets, ResNet-18 (top-1 %)",
+        columns=tuple(f"{k}-shot" for k in SHOTS), rows=_eight_rows("Tab15", "Average (8 datasets)", _KD_ROWS),
+        notes=(_EIGHT_NOTE, "teacher: CLIP RN50 zero-shot; fig4's settings (suite table15_kd; DHO = fig4's run)",
+               _KD_NOTE))
+
+
+def _entropy_value(sel: pd.DataFrame) -> list[float]:
+    from .rechoose import entropy_accuracy
+
+    return _test_logits_value(entropy_accuracy)(sel)
+
+
+def _table16() -> Layout:
+    columns = {f"{arch} {p} %": (student, f"{p}pct") for arch, student in
+               (("ViT-B/16", "clip_vit_b16"), ("ViT-L/14", "clip_vit_l14_336")) for p in (1, 10)}
+
+    def row(rep_method, value):
+        return {c: Spec(runs=dict(dataset="imagenet", labels=labels, student=student, teacher="dfn", method="dho"),
+                        value=value, reported=dict(table="Tab16", dataset="imagenet", labels=labels,
+                                                   student=student, teacher="dfn", method=rep_method))
+                for c, (student, labels) in columns.items()}
+    return Layout(
+        name="table16", title="Table 16: entropy-adaptive α, ViT-B/16 and ViT-L/14 distilled from DFN ViT-H/14, "
+        "ImageNet 1 % / 10 % (top-1 %)", columns=tuple(columns),
+        rows=(("ImageNet", "DHO (α = 0.5, β = 0.5)", row("dho (alpha=0.5, beta=0.5)", "test_acc")),
+              ("ImageNet", "DHO+Ent", row("dho+entropy-adaptive alpha", _entropy_value))),
+        notes=("DHO = table3's DHO runs (α 0.5, β 0.5 fixed); DHO+Ent = the same runs' saved test logits "
+               "re-combined with the per-image entropy-adaptive α of Eq. 42 (no retraining; "
+               "dho.results.rechoose.entropy_accuracy, the rechoose table's 'entropy' rule)",), digits=2)
+
+
+_NL_ROWS = (("DHO (base)", "dho", "dho (linear heads)"), ("DHO+NL-Head-CE", "dho_nl_ce", "dho + non-linear ce head"),
+            ("DHO+NL-Head-KD", "dho_nl_kd", "dho + non-linear kd head"),
+            ("DHO+NL-Head-CE+KD", "dho_nl_both", "dho + non-linear ce+kd heads"))
+#: Tables 18/19's ImageNet student (see their notes).
+_NL_IMAGENET = dict(dataset="imagenet", student=DINO, teacher="zs")
+_NL_STUDENT_NOTE = ("ImageNet student: DINO ResNet-50. The caption says ResNet-18, but the numbers (DHO base "
+                    "61.7-65.1, Table 19: 65.37) are in Table 1's DINO ResNet-50 range (61.0-64.7), far from its "
+                    "ResNet-18 range (51.8-54.5); the reported numbers are shown beside the DINO runs")
+
+
+def _table18() -> Layout:
+    rows = []
+    for label, method, rep in _NL_ROWS:
+        specs = _shot_specs(dict(_NL_IMAGENET, method=method), dict(
+            table="Tab18", dataset="imagenet", student="resnet18", teacher="zs", method=rep), prefix="ImageNet ")
+        specs.update(_shot_specs(dict(student="resnet18", teacher="zs", method=method), dict(
+            table="Tab18", dataset="average of 10 fine-grained", student="resnet18", teacher="zs", method=rep),
+            datasets=FINE_GRAINED, prefix="Average of 10 "))
+        rows.append(("Configuration", label, specs))
+    return Layout(
+        name="table18", title="Table 18: non-linear head configurations, ImageNet and the average of 10 datasets, "
+        "zero-shot teacher (top-1 %)",
+        columns=tuple(f"{where} {k}-shot" for where in ("ImageNet", "Average of 10") for k in SHOTS), rows=tuple(rows),
+        notes=(_NL_STUDENT_NOTE, "10 datasets: ResNet-18 (ImageNet-supervised), fig4's settings; DHO (base) = "
+               "table1_fewshot's / fig4's DHO runs, the non-linear heads = suites table18_imagenet / table18_fewshot",
+               "non-linear head: Linear-LayerNorm-GELU-Dropout-Linear (Appendix F.1)"))
+
+
+def _table19() -> Layout:
+    columns = (("CE Head", "test_acc_ce", "top1_acc_ce_head"), ("KD Head", "test_acc_kd", "top1_acc_kd_head"),
+               ("Combined", "test_acc", "top1_acc_combined"))
+    student = "ImageNet few-shot student (ResNet-18 per Tab18 caption)"
+    return Layout(
+        name="table19", title="Table 19: head accuracies of the non-linear head configurations, ImageNet 16-shot "
+        "(top-1 %)", columns=tuple(c for c, _, _ in columns),
+        rows=tuple(("ImageNet 16-shot", label, {c: Spec(
+            runs=dict(_NL_IMAGENET, labels="16shot", method=method), value=value, reported=dict(
+                table="Tab19", metric=metric, dataset="imagenet", labels="16shot", student=student, method=rep))
+            for c, value, metric in columns}) for label, method, rep in _NL_ROWS),
+        notes=(_NL_STUDENT_NOTE, "CE Head / KD Head: one head alone (the runs' test_acc_ce / test_acc_kd); "
+               "Combined: the run's test accuracy (α 0.4, β 0.5)",
+               "the paper's DHO (base) combined (65.37) differs from its Table 18 16-shot cell (65.1)"), digits=2)
+
+
 _BUILDERS: dict[str, Callable[[], Layout]] = {
     "table1": _table1, "fig4": _fig4, "fig5": _fig5, "fig6": _fig6, "fig9": _fig9, "table3": _table3,
-    "table6": _table6, "table17": _table17, "mobilenet": _mobilenet, "demo": _demo}
+    "table6": _table6, "table17": _table17, "mobilenet": _mobilenet, "demo": _demo,
+    "table13": _table13, "table14": _table14, "table15": _table15, "table16": _table16, "table18": _table18,
+    "table19": _table19}
 #: The layouts, by the suite or group name that builds each (README "Paper suites").
 LAYOUT_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 

@@ -39,6 +39,12 @@ RUN_KEYS = ["dataset", "labels", "label_count", "student", "teacher", "method", 
 RECHOOSE_COLUMNS = RUN_KEYS + ["rule", "alpha", "beta", "val_acc", "test_acc", "recorded_test_acc"]
 
 
+def entropy_accuracy(logits: dict[str, np.ndarray]) -> float:
+    """Accuracy (percent) of the entropy-adaptive rule (Eq. 42, Table 16) on one split's saved
+    logits (``ce``, ``kd``, ``labels``): no retraining."""
+    return accuracy(combine_heads_entropy(logits["ce"], logits["kd"]), logits["labels"])
+
+
 def rechoose_run(val: dict[str, np.ndarray], test: dict[str, np.ndarray]) -> list[dict]:
     """The rules on one run's val/test logits: dicts with rule, alpha, beta, val_acc, test_acc
     (``entropy``: alpha per image, its test-set mean is reported; beta 1)."""
@@ -49,8 +55,7 @@ def rechoose_run(val: dict[str, np.ndarray], test: dict[str, np.ndarray]) -> lis
                     "val_acc": accuracy(combine_heads(val["ce"], val["kd"], alpha, beta), val["labels"]),
                     "test_acc": accuracy(combine_heads(test["ce"], test["kd"], alpha, beta), test["labels"])})
     out.append({"rule": "entropy", "alpha": float(entropy_alpha(test["ce"], test["kd"]).mean()), "beta": 1.0,
-                "val_acc": accuracy(combine_heads_entropy(val["ce"], val["kd"]), val["labels"]),
-                "test_acc": accuracy(combine_heads_entropy(test["ce"], test["kd"]), test["labels"])})
+                "val_acc": entropy_accuracy(val), "test_acc": entropy_accuracy(test)})
     for rule, head, alpha in (("ce_only", "ce", 1.0), ("kd_only", "kd", 0.0)):
         out.append({"rule": rule, "alpha": alpha, "beta": math.nan,
                     "val_acc": accuracy(val[head], val["labels"]),
