@@ -159,6 +159,32 @@ def test_table17_from_evals():
     assert row.loc["Sketch", "status"] == "missing"
 
 
+def test_table2_from_evals():
+    """Every reported Tab2 number has its cell; a CoOp+DHO run's cells, its Avg over the five
+    columns, and the PromptSRC / CasPL rows that show the paper's numbers only."""
+    accs = dict(imagenet_v2=66.0, imagenet_sketch=49.0, imagenet_r=77.0, imagenet_a=51.0)
+    evals = pd.DataFrame([dict(suite="table2_prompt_ood", from_suite="table2_prompt", dataset="imagenet",
+                               labels="16shot", label_count=16.0, student="coop_vit_b16", teacher="l14", method="dho",
+                               seed=1, eval_dataset=d, test_acc=acc, source_test_acc=74.0) for d, acc in accs.items()])
+    reported = load_reported()
+    cells = paper_cells(get_layout("table2"), evals_as_runs(evals), reported)
+    assert cells["reported"].notna().sum() == (reported["table"] == "Tab2").sum()  # each number once
+    row = cells[cells["row"] == "CoOp+DHO, with unlabeled data"].set_index("column")
+    assert (row.loc["Val", "reproduced"], row.loc["Val", "reported"]) == (74.0, 73.4)
+    assert (row.loc["A", "reproduced"], row.loc["A", "reported"]) == (51.0, 50.5)
+    assert row.loc["Avg", "reproduced"] == pytest.approx((74.0 + 66.0 + 49.0 + 77.0 + 51.0) / 5)
+    assert row.loc["Avg", "reported"] == 63.3
+    assert row.loc["Val", "n"] == 1
+    no_unlabeled = cells[cells["row"] == "CoOp+DHO, no unlabeled data"].set_index("column")
+    assert set(no_unlabeled["status"]) == {"missing"} and no_unlabeled.loc["R", "reported"] == 76.4
+    zero_shot = cells[cells["row"] == "CLIP ViT-B/16"].set_index("column")
+    assert (zero_shot.loc["A", "reported"], zero_shot.loc["Avg", "reported"]) == (47.8, 59.1)
+    src = cells[cells["row"] == "PromptSRC+DHO, with unlabeled data"].set_index("column")
+    assert set(src["status"]) == {"not_run"} and src.loc["Val", "reported"] == 73.6
+    caspl = cells[cells["row"] == "CoOp+CasPL (published)"].set_index("column")
+    assert caspl.loc["R", "status"] == "not_run" and caspl.loc["A", "status"] == "empty"
+
+
 def test_every_layout_renders_from_no_runs(tmp_path, reported):
     empty = collect_runs(tmp_path / "none", "x") if (tmp_path / "none").mkdir() is None else None
     for name in LAYOUT_NAMES:
