@@ -221,6 +221,14 @@ def test_prompt_students_train_end_to_end(shapes_root, shapes_teacher, tmp_path,
     assert 0.0 <= metrics["test_acc"] <= 100.0 and metrics["method"] == method
     state = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     clip = torch.load(tiny, map_location="cpu", weights_only=True)
+    # `dho evaluate` rebuilds the student from the checkpoint alone (no class names, no weights
+    # file): on the run's own test split it reproduces the run's test accuracy
+    rec = tmp_path / "eval.json"
+    out = subprocess.run([sys.executable, "-m", "dho", "evaluate", "--run-dir", str(tmp_path / "run"), "--dataset",
+                          "shapes", "--root", str(shapes_root), "--out", str(rec), "--device", "cpu", "--quiet"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(rec.read_text())["test_acc"] == pytest.approx(metrics["test_acc"])
     compared = 0
     for name, value in state.items():
         key = _clip_key(name)
