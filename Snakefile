@@ -55,6 +55,7 @@ for _baseline in sorted(Path(workflow.basedir, "workflow/rules/baselines").glob(
 
 include: "workflow/rules/results.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/linear_eval.smk"
 include: "workflow/rules/paper.smk"
 
 

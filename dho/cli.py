@@ -27,7 +27,7 @@ COMMANDS = {
     "mlflow-check": "dho.tracking", "mlflow-relocate": "dho.tracking",
     "collect": "dho.results.cli", "tables": "dho.results.cli", "figures": "dho.results.cli",
     "rechoose": "dho.results.cli", "readme-results": "dho.results.cli", "collect-evals": "dho.results.cli",
-    "ood-tables": "dho.results.cli", "paper-table": "dho.results.cli",
+    "ood-tables": "dho.results.cli", "paper-table": "dho.results.cli", "collect-linear-eval": "dho.results.cli",
     "evaluate": "dho.evaluate", "evaluate-teacher": "dho.evaluate",
     "plan": "dho.plan",
     "linear-eval": "dho.linear_eval",
@@ -81,10 +81,14 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "readme-results": ("python -m dho readme-results --suite demo",
                        "python -m dho readme-results --suite ci --readme docs/ci.md --no-figures"),
     "collect-evals": ("python -m dho collect-evals --suite ood --evals-root results/ood/evals --out results/ood/evals.csv",),
+    "collect-linear-eval": ("python -m dho collect-linear-eval --suite table1_fewshot --record "
+                            "results/table1_fewshot/linear_eval/<run>.json --out results/table1_fewshot/linear_eval.csv",),
     "ood-tables": ("python -m dho ood-tables --evals results/ood/evals.csv --out-dir results/ood/tables",),
     "paper-table": ("python -m dho paper-table --layout table1 --runs results/table1_fewshot/runs.csv "
                     "--runs results/table1_kd0/runs.csv --out-dir results/paper",
                     "python -m dho paper-table --layout table17 --evals results/table17_dfn/evals.csv "
+                    "--out-dir results/paper",
+                    "python -m dho paper-table --layout table5 --linear-eval results/table1_fewshot/linear_eval.csv "
                     "--out-dir results/paper"),
     "evaluate": ("python -m dho evaluate --run-dir results/imagenet_semi/runs/<run> --dataset imagenet_v2 "
                  "--root data --out v2.json",),

@@ -42,11 +42,13 @@ def test_label_leaked_student_refused_at_parse_time(workdir, env):
     ("ablations", {"train": 3 * 2 * 6 + 3, "collect": 2}),  # group: lambda sweep + heads
     # appendix groups: their own rows + the shared ones of fig4 (300) / table1_fewshot (70)
     ("table13", {"train": 300 + 8 * 5, "paper_table": 3}),              # + PCGrad on 8 datasets
-    ("table14", {"train": 70 + 5 * 4, "paper_table": 2}),               # + DKD/WKD (+DHO), ImageNet
+    # (a group holding table1_fewshot also renders fig9 and table5 from it: its linear_eval block)
+    ("table14", {"train": 70 + 5 * 4, "paper_table": 3, "linear_eval": 6}),  # + DKD/WKD (+DHO), ImageNet
     ("table15", {"train": 300 + 8 * 5 * 4, "paper_table": 3}),          # + DKD/WKD (+DHO), 8 datasets
     ("table16", {"train": 8, "paper_table": 2}),                        # table3's runs, nothing new
-    ("table18", {"train": 70 + 300 + 5 * 3 + 10 * 5 * 3, "paper_table": 6}),  # + 3 non-linear heads
-    ("table19", {"train": 70 + 5 * 3, "paper_table": 2}),
+    ("table18", {"train": 70 + 300 + 5 * 3 + 10 * 5 * 3, "paper_table": 7}),  # + 3 non-linear heads
+    ("table19", {"train": 70 + 5 * 3, "paper_table": 3}),
+    ("table5", {"train": 70, "linear_eval": 2 * 3, "collect_linear_eval": 1}),  # 16-shot, 2 students x 3
 ])
 def test_other_suites_dry_run(workdir, env, suite, expect):
     jobs = job_counts(snakemake(["-n", "--config", f"suite={suite}"], workdir, env, check=True).stdout)

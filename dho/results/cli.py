@@ -97,6 +97,22 @@ def _collect_evals(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect_linear_eval(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..io import read_path_list
+    from .linear import collect_linear, write_linear_csv
+
+    files = list(args.record or [])
+    for listing in args.records_file or []:
+        files += read_path_list(listing, "linear-evaluation list file")
+    if not files:
+        raise ConfigError("dho collect-linear-eval: give --record FILE (repeatable) or --records-file LIST")
+    df = collect_linear(files, args.suite)
+    path = write_linear_csv(df, args.out)
+    print(f"wrote {path} ({len(df)} linear evaluations)")
+    return 0
+
+
 def _ood_tables(args: argparse.Namespace) -> int:
     from .evals import read_evals_csv, write_ood_tables
 
@@ -120,14 +136,17 @@ def _paper_table(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from .collect import read_runs_csv
     from .evals import read_evals_csv
+    from .linear import read_linear_csv
     from .paper import evals_as_runs, get_layout, write_paper_table
     from .reported import load_reported
 
     layout = get_layout(args.layout)
     frames = [read_runs_csv(p) for p in args.runs or []]
     frames += [evals_as_runs(read_evals_csv(p)) for p in args.evals or []]
+    frames += [read_linear_csv(p) for p in args.linear_eval or []]
     if not frames:
-        raise ConfigError("dho paper-table: give --runs runs.csv and/or --evals evals.csv (repeatable)")
+        raise ConfigError("dho paper-table: give --runs runs.csv, --evals evals.csv and/or --linear-eval "
+                          "linear_eval.csv (repeatable)")
     runs = pd.concat(frames, ignore_index=True)
     for path in write_paper_table(layout, runs, load_reported(args.reported), args.out_dir):
         print(f"wrote {path}")
@@ -176,9 +195,12 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
                        description="Render a paper table (rows and columns as in the paper) from runs.csv / "
                                    "evals.csv: each cell = reproduced (reported, difference); 'missing' where the "
                                    "paper has a number and no run does.")
-    p.add_argument("--layout", required=True, help="table1, fig4, fig5, fig6, fig9, table3, table6, table17, mobilenet")
+    p.add_argument("--layout", required=True,
+                   help="a paper table: table1, fig4, table5, table13, ... (dho.results.paper)")
     p.add_argument("--runs", action="append", metavar="CSV", help="runs.csv of a suite (repeatable)")
     p.add_argument("--evals", action="append", metavar="CSV", help="evals.csv of an evaluation suite (repeatable)")
+    p.add_argument("--linear-eval", action="append", metavar="CSV",
+                   help="linear_eval.csv of a suite with a linear_eval block (repeatable; table5)")
     p.add_argument("--reported", help="reported-numbers CSV (default: the packaged reported.csv)")
     p.add_argument("--out-dir", required=True, help="folder for LAYOUT.md, LAYOUT.csv, LAYOUT.tex")
     p.set_defaults(func=_paper_table)
@@ -191,6 +213,14 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
                    help="text file listing evaluation records, one per line (repeatable)")
     p.add_argument("--out", required=True, help="evals.csv to write")
     p.set_defaults(func=_collect_evals)
+
+    p = sub.add_parser("collect-linear-eval", help="collect `dho linear-eval` records into linear_eval.csv")
+    p.add_argument("--suite", required=True, help="suite name written in the 'suite' column")
+    p.add_argument("--record", action="append", metavar="FILE", help="a linear-evaluation record (repeatable)")
+    p.add_argument("--records-file", action="append", metavar="LIST",
+                   help="text file listing linear-evaluation records, one per line (repeatable)")
+    p.add_argument("--out", required=True, help="linear_eval.csv to write")
+    p.set_defaults(func=_collect_linear_eval)
 
     p = sub.add_parser("ood-tables", help="out-of-distribution table (md, csv, tex) from evals.csv")
     p.add_argument("--evals", required=True, help="evals.csv written by `dho collect-evals`")

@@ -68,7 +68,8 @@ class Layout:
     #: (block, row label, {column: Spec}); a column absent from the dict is empty.
     rows: tuple[tuple[str, str, dict], ...]
     notes: tuple[str, ...] = ()
-    #: "runs" (runs.csv of the suites) or "evals" (evals.csv of evaluation suites)
+    #: "runs" (runs.csv of the suites), "evals" (evals.csv of evaluation suites) or
+    #: "linear_eval" (linear_eval.csv of suites with a linear_eval block)
     source: str = "runs"
     #: leave out rows without a single run (the demo's miniature of Table 1)
     drop_empty_rows: bool = False
@@ -90,6 +91,8 @@ def _select(runs: pd.DataFrame, where: dict) -> pd.DataFrame:
 def _per_run(sel: pd.DataFrame, spec: Spec) -> pd.Series:
     if callable(spec.value):
         return pd.Series(spec.value(sel), dtype="float64")
+    if spec.value not in sel.columns:  # e.g. linear_top1 asked of a runs.csv: no run has it
+        return pd.Series(dtype="float64")
     if spec.value == "teacher_test_acc":  # one teacher accuracy per split, however many methods used it
         sel = sel.drop_duplicates(["dataset", "labels", "seed"]) if len(sel) else sel
     values = pd.to_numeric(sel[spec.value], errors="coerce")
@@ -582,6 +585,26 @@ def _table17() -> Layout:
                          "evaluated dataset (its class list and the authors' ImageNet prompts)"))
 
 
+def _table5() -> Layout:
+    columns = (("Top-1 (%)", "linear_top1", "linear_eval_top1"), ("Top-5 (%)", "linear_top5", "linear_eval_top5"))
+    rows = []
+    for block, student in (("DINO ResNet-50", DINO), ("ResNet-18 from scratch", "resnet18_scratch")):
+        for label, method, rep in (("CE+KD (feature)", KD_FEATURE, "ce+kd_feature"),
+                                   ("CE+KD (logit)", "kd", "ce+kd_logit"), ("DHO", "dho", "dho")):
+            rows.append((block, label, {c: Spec(
+                runs=dict(dataset="imagenet", labels="16shot", student=student, teacher="zs", method=method),
+                value=value, reported=dict(table="Tab5", metric=metric, dataset="imagenet", labels="16shot",
+                                           teacher="zs", method=rep)) for c, value, metric in columns}))
+    return Layout(
+        name="table5", title="Table 5: linear evaluation of the learned features, ImageNet 16-shot, zero-shot "
+        "teacher (a new linear head on the frozen student, fully labeled ImageNet)",
+        columns=tuple(c for c, _, _ in columns), rows=tuple(rows), source="linear_eval",
+        notes=("`dho linear-eval` of table1_fewshot's 16-shot runs (its linear_eval block; "
+               "results/table1_fewshot/linear_eval.csv): features of the frozen student, a linear head fitted "
+               "on every ImageNet train image, top-1 / top-5 on the val images",
+               "the paper does not name Table 5's student: its numbers are set beside both of Table 1's"))
+
+
 # --------------------------------------------------------------------------- appendix tables (E.2-F.1, Sec. 3.3)
 #: Tables 13 and 15: "8 of the 10 datasets (without Food101, Sun397)".
 EIGHT = tuple(d for d in FINE_GRAINED if d not in ("food101", "sun397"))
@@ -767,8 +790,8 @@ def _table2() -> Layout:
 _BUILDERS: dict[str, Callable[[], Layout]] = {
     "table1": _table1, "fig4": _fig4, "fig5": _fig5, "fig6": _fig6, "fig9": _fig9, "table3": _table3,
     "table6": _table6, "table17": _table17, "mobilenet": _mobilenet, "demo": _demo,
-    "table13": _table13, "table14": _table14, "table15": _table15, "table16": _table16, "table18": _table18,
-    "table19": _table19, "table2": _table2}
+    "table5": _table5, "table13": _table13, "table14": _table14, "table15": _table15, "table16": _table16,
+    "table18": _table18, "table19": _table19, "table2": _table2}
 #: The layouts, by the suite or group name that builds each (README "Paper suites").
 LAYOUT_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 

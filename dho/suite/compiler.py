@@ -216,6 +216,8 @@ class Suite:
                                         student=s.student, student_pretrained=s.pretrained, student_kwargs=s.kwargs)
                         self._spec_of(settings, f"config key '{self.key}.train' (with the overrides of "
                                                 f"{dataset}, {name}, {method}, {teacher})")
+        if self.linear_evaluates:
+            _ = self.linear_eval
 
     # -- settings --------------------------------------------------------------------------
     def train_settings(self, dataset: str, student: str, method: str, teacher: str = NO_TEACHER) -> dict[str, Any]:
@@ -468,11 +470,50 @@ class Suite:
                 + [self.teacher_eval_json(d, t) for d in self.teacher_eval_datasets()
                    for t in self.evaluate_teachers()])
 
+    # -- linear evaluation (suite key linear_eval; dho linear-eval) -----------------------------
+    @property
+    def linear_evaluates(self) -> bool:
+        return "linear_eval" in self.cfg
+
+    @functools.cached_property
+    def linear_eval(self) -> dict[str, Any]:
+        """The ``linear_eval`` block, each filter's names checked against the suite's grid."""
+        if not self.linear_evaluates:
+            raise ConfigError(f"config key '{self.key}.linear_eval' is missing: suite '{self.name}' "
+                              f"linear-evaluates nothing")
+        block = self.cfg["linear_eval"]
+        known = {"labels": list(self.labels), "students": list(self.students),
+                 "teachers": list(dict.fromkeys(t for m in self.methods for t in self.teachers_of(m))),
+                 "methods": list(self.methods)}
+        for key, names in known.items():
+            for name in block.get(key, []):
+                if name not in names:
+                    raise ConfigError(f"config key '{self.key}.linear_eval.{key}': '{name}' is not in the suite's "
+                                      f"grid (known: {', '.join(names)})")
+        return block
+
+    def linear_eval_cells(self) -> list[Cell]:
+        """The grid's runs that ``linear_eval`` selects."""
+        block = self.linear_eval
+        fields = (("labels", "labels"), ("students", "student"), ("teachers", "teacher"), ("methods", "method"))
+        return [c for c in self.grid
+                if all(key not in block or getattr(c, attr) in block[key] for key, attr in fields)]
+
+    def linear_eval_json(self, cell: Cell) -> str:
+        return f"{self.dir}/linear_eval/{cell.path}.json"
+
+    def linear_eval_resources(self) -> Resources:
+        res = _default_resources()
+        for layer in (self.cfg.get("resources", {}).get("default", {}), self.linear_eval.get("resources", {})):
+            res.update(layer)
+        return Resources(**res)
+
     def targets(self) -> list[str]:
         """What the workflow's `all` builds for this suite."""
         if self.evaluates:
             return [f"{self.dir}/evals.csv"] + [f"{self.dir}/tables/ood.{ext}" for ext in ("md", "csv", "tex")]
-        return [f"{self.dir}/{name}" for name in ("runs.csv", "tables", "figures", "rechoose.csv")]
+        linear = [f"{self.dir}/linear_eval.csv"] if self.linear_evaluates else []
+        return [f"{self.dir}/{name}" for name in ("runs.csv", "tables", "figures", "rechoose.csv")] + linear
 
 
 class Workflow:

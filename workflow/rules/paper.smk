@@ -3,7 +3,7 @@
 # reads the runs.csv of its training suites and the evals.csv of its evaluation suites
 # (`dho paper-table`); the layouts live in dho/results/paper.py.
 
-from dho.results.paper import LAYOUT_NAMES as PAPER_LAYOUTS
+from dho.results.paper import LAYOUT_NAMES as PAPER_LAYOUTS, get_layout
 
 
 def paper_members(name):
@@ -24,6 +24,10 @@ def paper_targets():
 
 
 def paper_inputs(wc):
+    """The tables a layout reads: linear_eval.csv of the suites with a linear_eval block (its
+    source "linear_eval", table5), else each suite's evals.csv / runs.csv."""
+    if get_layout(wc.name).source == "linear_eval":
+        return [f"{R}/{s}/linear_eval.csv" for s in paper_members(wc.name) if "linear_eval" in config["suites"][s]]
     files = []
     for suite in paper_members(wc.name):
         kind = "evals" if "evaluate" in config["suites"][suite] else "runs"
@@ -43,7 +47,7 @@ rule paper_table:
     wildcard_constraints:
         name="|".join(PAPER_LAYOUTS),
     params:
-        inputs=lambda wc, input: " ".join(f"--{Path(f).stem} {f}" for f in input),
+        inputs=lambda wc, input: " ".join(f"--{Path(f).stem.replace('_', '-')} {f}" for f in input),
         out_dir=R + "/paper",
     log:
         R + "/paper/logs/{name}.log",
