@@ -12,8 +12,9 @@ of an initial phrase such as "a photo of a").
 With DHO (DHO paper, Table 2 "CoOp+DHO"; the paper gives no further detail, see
 docs/DEVIATIONS.md): the classifier of a CoOp model *is* its prompt set, so the two heads
 ``h_CE`` and ``h_KD`` are two independent context sets over the same frozen encoders:
-``h_CE(x) = 100-ish * cos(f(x), g(t^CE_c))``, ``h_KD(x)`` likewise with ``t^KD``
-(CLIP's logit scale, which is the aligned KD head of DHO Eq. 10 for OpenAI CLIP).  With
+``h_CE(x)_c = s * cos(f(x), g(t^CE_c))``, ``h_KD(x)`` likewise with ``t^KD``, where
+``s`` is CLIP's own logit scale (100 for OpenAI CLIP: the cosine form of DHO's aligned KD
+head, Eq. 10).  With
 one head (method ``ce``: plain CoOp) there is one context set.  The feature ``z`` is the
 frozen image embedding.
 
@@ -27,7 +28,7 @@ run is rebuilt without class names.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
