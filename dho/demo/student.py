@@ -66,13 +66,16 @@ def pretraining_labels(attrs: Attributes) -> tuple[int, int, int]:
             PRETRAIN_SHAPES.index(attrs.shape))
 
 
-def demo_student_flags(student_kwargs: dict) -> list[str]:
+def demo_student_flags(student_kwargs: dict, width: int | None = None, image_size: int | None = None) -> list[str]:
     """``dho demo student`` flags that match a grid student's kwargs (``width``,
-    ``image_size``; the registry student's defaults where the kwargs are silent)."""
-    from ..models.students import IMAGE_SIZE, RESNET_WIDTH
+    ``image_size``; where they are silent, ``width`` / ``image_size`` given here, else
+    the registry student's defaults)."""
+    if width is None or image_size is None:
+        from ..models.students import IMAGE_SIZE, RESNET_WIDTH
 
-    return ["--width", str(student_kwargs.get("width", RESNET_WIDTH)),
-            "--size", str(student_kwargs.get("image_size", IMAGE_SIZE))]
+        width, image_size = RESNET_WIDTH, IMAGE_SIZE
+    return ["--width", str(student_kwargs.get("width", width)),
+            "--size", str(student_kwargs.get("image_size", image_size))]
 
 
 @dataclass(frozen=True)

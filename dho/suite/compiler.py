@@ -82,9 +82,12 @@ class MethodEntry:
     def needs_teacher(self) -> bool:
         if self.external:
             return self.teacher
-        from .. import methods
+        from ..catalog import catalog
 
-        return methods.METHODS.get(self.method).needs_teacher
+        needs = catalog()["methods"]
+        if self.method not in needs:
+            raise ConfigError(f"unknown method '{self.method}'; known methods: {', '.join(sorted(needs))}")
+        return needs[self.method]
 
 
 @dataclass(frozen=True)
@@ -101,11 +104,15 @@ class StudentEntry:
 
 
 def _known(kind: str) -> list[str]:
-    import importlib
+    """Registered names of ``kind``; students and methods from :func:`dho.catalog.catalog`
+    (their registries import torch, the datasets' does not)."""
+    if kind == "dataset":
+        from ..data import DATASETS
 
-    modname, attr = {"dataset": ("dho.data", "DATASETS"), "student": ("dho.models", "STUDENTS"),
-                     "method": ("dho.methods", "METHODS")}[kind]
-    return getattr(importlib.import_module(modname), attr).names()
+        return DATASETS.names()
+    from ..catalog import catalog
+
+    return sorted(catalog()[{"student": "students", "method": "methods"}[kind]])
 
 
 def _need_known(kind: str, name: str, key: str) -> None:
@@ -419,9 +426,11 @@ class Suite:
         return inputs
 
     def demo_student_flags(self, student: str) -> list[str]:
+        from ..catalog import catalog
         from ..demo.student import demo_student_flags
 
-        return demo_student_flags(self.students[student].kwargs) + list(self.cfg.get("demo", {}).get("student_args", []))
+        flags = demo_student_flags(self.students[student].kwargs, **catalog()["student_defaults"])
+        return flags + list(self.cfg.get("demo", {}).get("student_args", []))
 
     # -- evaluation suites -------------------------------------------------------------------------
     @functools.cached_property

@@ -3,7 +3,11 @@
 # reads the runs.csv of its training suites and the evals.csv of its evaluation suites
 # (`dho paper-table`); the layouts live in dho/results/paper.py.
 
-from dho.results.paper import LAYOUT_NAMES as PAPER_LAYOUTS, get_layout
+from dho.catalog import catalog
+
+# layout name -> what it reads (dho.results.paper: LAYOUT_NAMES, get_layout(name).source),
+# read without importing pandas/torch
+PAPER_LAYOUTS = catalog()["paper_layouts"]
 
 
 def paper_members(name):
@@ -26,7 +30,7 @@ def paper_targets():
 def paper_inputs(wc):
     """The tables a layout reads: linear_eval.csv of the suites with a linear_eval block (its
     source "linear_eval", table5), else each suite's evals.csv / runs.csv."""
-    if get_layout(wc.name).source == "linear_eval":
+    if PAPER_LAYOUTS[wc.name] == "linear_eval":
         return [f"{R}/{s}/linear_eval.csv" for s in paper_members(wc.name) if "linear_eval" in config["suites"][s]]
     files = []
     for suite in paper_members(wc.name):
