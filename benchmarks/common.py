@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -13,6 +14,18 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def copy_repo(dst: Path, names: Sequence[str]) -> Path:
+    """Copy ``names`` (files or folders of the repository root; no ``__pycache__``) into
+    ``dst`` (also the tests' scratch workflows: tests/conftest.py)."""
+    for name in names:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst / name)
+    return dst
 
 
 def machine(device: str = "cpu") -> dict[str, Any]:
@@ -71,23 +84,25 @@ def run_timed(cmd: Sequence[str], cwd: str | os.PathLike = REPO, env: dict[str, 
 
 
 class Timers:
-    """Named wall-clock totals; nested sections count only in the outermost one."""
+    """Named wall-clock (and CPU) totals; nested sections count only in the outermost one."""
 
     def __init__(self) -> None:
         self.total: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process (user + system) per section
         self.depth = 0
 
     @contextmanager
     def section(self, name: str) -> Iterator[None]:
         outer = self.depth == 0
         self.depth += 1
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.depth -= 1
             if outer:
                 self.total[name] = self.total.get(name, 0.0) + time.perf_counter() - t0
+                self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
 
 
 def bench_env() -> dict[str, str]:

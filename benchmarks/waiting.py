@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from .common import REPO, bench_env, machine, machine_line, table, write_json
+from .common import REPO, bench_env, copy_repo, machine, machine_line, table, write_json
 
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "profiles", "slurm", "dho")
 LAUNCHER_WORDS = (" submit ", " submit-cmd ")
@@ -45,12 +45,7 @@ def copy_workflow(dest: Path, ref: str | None) -> None:
                                  check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
         return
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / name)
+    copy_repo(dest, WORKFLOW_FILES)
 
 
 def set_suite(config: Path, seeds: int, epochs: int) -> None:

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from .cli import fast_exit, main
 
-sys.exit(main())
+fast_exit(main())

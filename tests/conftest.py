@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import benchmarks.common
+
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "profiles", "slurm")
 
@@ -75,13 +77,7 @@ def env() -> dict[str, str]:
 
 def copy_repo(dst: Path, names=WORKFLOW_FILES) -> Path:
     """Copy ``names`` (default: the workflow files) of the repo into ``dst``."""
-    for name in names:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst / name)
-    return dst
+    return benchmarks.common.copy_repo(dst, names)
 
 
 @pytest.fixture

@@ -99,3 +99,19 @@ def test_bad_yaml_is_one_line_with_line_and_column(tmp_path, capsys):
     assert cli.main(["train", "--spec", str(spec.with_name("none.yaml")), "--set", "lr=[1",
                      "--out", str(tmp_path / "run")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_fast_exit_runs_atexit_handlers_flushes_and_keeps_the_status(tmp_path):
+    """``python -m dho`` ends with dho.cli.fast_exit (no module teardown): buffered output,
+    atexit handlers and the exit status must survive it."""
+    import subprocess
+    import sys
+
+    code = ("import atexit, sys; atexit.register(lambda: print('atexit ran')); "
+            "from dho.cli import fast_exit; sys.stdout.write('x' * 100000); print(); fast_exit(3)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 3
+    assert r.stdout == "x" * 100000 + "\natexit ran\n"
+    r = subprocess.run([sys.executable, "-m", "dho", "submit", "--spec", str(tmp_path / "none.json"),
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "none.json" in r.stderr
