@@ -130,6 +130,7 @@ class Suite:
         self.results = workflow.results
         self.dir = f"{self.results}/{name}"
         self.data_root = f"{self.dir}/data" if "demo" in self.cfg else self.cfg.get("data_root", "data")
+        self._resources: dict[tuple, Resources] = {}
 
     @property
     def key(self) -> str:
@@ -250,7 +251,14 @@ class Suite:
         return int(self.cfg.get("train", {}).get("split_seed", seed))
 
     def resources(self, student: str | None = None, method: str | None = None, teacher: bool = False) -> Resources:
-        """What one job asks for: a training run (student, method) or a teacher job."""
+        """What one job asks for: a training run (student, method) or a teacher job (asked
+        for several times per job while Snakemake builds the DAG: kept per argument)."""
+        key = (student, method, teacher)
+        if key not in self._resources:
+            self._resources[key] = self._merge_resources(student, method, teacher)
+        return self._resources[key]
+
+    def _merge_resources(self, student: str | None, method: str | None, teacher: bool) -> Resources:
         cfg = self.cfg.get("resources", {})
         layers = ([cfg.get("default", {}), cfg.get("teacher", {})] if teacher else
                   [cfg.get("default", {}), cfg.get("students", {}).get(student, {}),
