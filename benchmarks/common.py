@@ -28,6 +28,19 @@ def copy_repo(dst: Path, names: Sequence[str]) -> Path:
     return dst
 
 
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "profiles", "slurm", "dho")
+
+
+def copy_workflow(dest: Path, ref: str | None) -> None:
+    """The workflow and the package of the working tree, or of commit ``ref`` (git archive)."""
+    if ref:
+        archive = subprocess.run(["git", "archive", ref, *WORKFLOW_FILES], cwd=REPO, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        return
+    copy_repo(dest, WORKFLOW_FILES)
+
+
 def machine(device: str = "cpu") -> dict[str, Any]:
     """What the figures were measured on: CPUs, load, and the accelerator if one is used."""
     info: dict[str, Any] = {"host": platform.node(), "cpus": os.cpu_count(),

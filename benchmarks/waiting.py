@@ -32,20 +32,9 @@ from pathlib import Path
 
 import yaml
 
-from .common import REPO, bench_env, copy_repo, machine, machine_line, table, write_json
+from .common import bench_env, copy_workflow, machine, machine_line, table, write_json
 
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "profiles", "slurm", "dho")
 LAUNCHER_WORDS = (" submit ", " submit-cmd ")
-
-
-def copy_workflow(dest: Path, ref: str | None) -> None:
-    """The workflow and the package of the working tree, or of commit ``ref``."""
-    if ref:
-        archive = subprocess.run(["git", "archive", ref, *WORKFLOW_FILES], cwd=REPO, capture_output=True,
-                                 check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-        return
-    copy_repo(dest, WORKFLOW_FILES)
 
 
 def set_suite(config: Path, seeds: int, epochs: int) -> None:
