@@ -6,6 +6,16 @@
 
 from dho.suite import Cell, compile_workflow, exit_on_config_error
 
+def signed(fn):
+    """``fn`` with its signature computed once: Snakemake inspects a rule's callable on every
+    call (`inspect.signature`, ~2 CPU s of a dry run of every suite); the training rule's
+    callables run several times per job."""
+    import inspect
+
+    fn.__signature__ = inspect.signature(fn)
+    return fn
+
+
 W = exit_on_config_error(compile_workflow, config, Path(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 R = W.results
 PY = "python -m dho"

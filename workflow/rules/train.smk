@@ -36,13 +36,13 @@ rule train:
         update(RUN_DIR + "/metrics.json"),
     params:
         run_dir=RUN_DIR,
-        launch=lambda wc: W.launch_flags(S(wc), train_res(wc)),
-    threads: lambda wc: W.threads(train_res(wc))
+        launch=signed(lambda wc: W.launch_flags(S(wc), train_res(wc))),
+    threads: signed(lambda wc: W.threads(train_res(wc)))
     resources:
-        mem_mb=lambda wc: train_res(wc).mem_mb,
-        runtime=lambda wc: train_res(wc).time_min,
-        gpus=lambda wc: train_res(wc).gpus,
-        cpus_per_task=lambda wc: train_res(wc).cpus,
+        mem_mb=signed(lambda wc: train_res(wc).mem_mb),
+        runtime=signed(lambda wc: train_res(wc).time_min),
+        gpus=signed(lambda wc: train_res(wc).gpus),
+        cpus_per_task=signed(lambda wc: train_res(wc).cpus),
     log:
         R + "/{suite}/logs/train/" + RUN + ".log",
     shell:
