@@ -12,6 +12,8 @@
 # is a dho.methods registry entry listed in a suite's `methods`, a new teacher kind a
 # dho.suite.TEACHER_KINDS entry: neither needs an edit here.
 
+import os
+
 from dho.errors import load_yaml_file
 from dho.suite import exit_on_config_error
 
@@ -24,6 +26,18 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# Local jobs run their `python -m dho ...` in one warm worker (dho.worker: imports once,
+# a fork per command; config key local_worker), started when jobs start, stopped at the end.
+if W.worker_socket:
+    os.environ["DHO_WORKER"] = W.worker_socket
+
+
+onstart:
+    if W.worker_socket:
+        shell(f"{PY} worker start --socket {W.worker_socket} --owner {os.getpid()} --idle 600 "
+              f"--log {R}/logs/worker.log")
 
 
 wildcard_constraints:
@@ -59,7 +73,14 @@ include: "workflow/rules/linear_eval.smk"
 include: "workflow/rules/paper.smk"
 
 
+onerror:
+    if W.worker_socket:
+        shell(f"{PY} worker stop --socket {W.worker_socket}")
+
+
 onsuccess:
+    if W.worker_socket:
+        shell(f"{PY} worker stop --socket {W.worker_socket}")
     # where to look: printed after every successful run
     for _suite in SUITES:
         _d = Path(R, _suite)

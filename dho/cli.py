@@ -31,6 +31,7 @@ COMMANDS = {
     "evaluate": "dho.evaluate", "evaluate-teacher": "dho.evaluate",
     "plan": "dho.plan",
     "linear-eval": "dho.linear_eval",
+    "worker": "dho.worker",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
@@ -62,6 +63,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "demo data": ("python -m dho demo data --root results/demo/data --per-class 120 20 30",),
     "demo teacher": ("python -m dho demo teacher --out results/demo/teachers/tiny-clip.pt --steps 220",),
     "demo student": ("python -m dho demo student --out results/demo/students/resnet18.pt --steps 2500",),
+    "worker": ("python -m dho worker start --socket /tmp/dho.sock --idle 600 --log results/worker.log",
+               "DHO_WORKER=/tmp/dho.sock python -m dho train --spec spec.yaml --out runs/x",
+               "python -m dho worker stop --socket /tmp/dho.sock"),
     "submit": ("python -m dho submit --spec spec.json --out runs/x --launcher local",
                "python -m dho submit --spec spec.json --out runs/x --launcher slurm --partition gpu --gpus 1 "
                "--cpus 8 --mem-gb 32 --time-min 720"),

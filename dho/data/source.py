@@ -23,17 +23,43 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 MAX_LISTED_MISSING = 5
 
 
+# Decoded images kept in memory, per process, up to this many bytes (env DHO_DECODE_CACHE_MB,
+# default 256; 0 turns it off): a small dataset is decoded once per run instead of once
+# per epoch and view.  Images are added until the budget is spent (no eviction), so a
+# large dataset costs at most the budget and decodes as before.
+_DECODED: dict[str, object] = {}
+_DECODED_BYTES = [0]
+
+
+def _decode_budget() -> int:
+    try:
+        return int(float(os.environ.get("DHO_DECODE_CACHE_MB", "256")) * 2 ** 20)
+    except ValueError:
+        raise ConfigError(f"environment variable DHO_DECODE_CACHE_MB = "
+                          f"{os.environ['DHO_DECODE_CACHE_MB']!r}: expected a number of MiB") from None
+
+
 def open_rgb(path: str | os.PathLike):
-    """Decode an image file as an RGB ``PIL.Image``; DataError naming the file if it cannot."""
+    """Decode an image file as an RGB ``PIL.Image`` (a copy of the cached decode when this
+    process has seen the file); DataError naming the file if it cannot."""
     from PIL import Image, UnidentifiedImageError
 
+    key = os.fspath(path)
+    cached = _DECODED.get(key)
+    if cached is not None:
+        return cached.copy()
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            rgb = img.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot decode image {path}: {e}") from None
+    size = rgb.width * rgb.height * 3
+    if _DECODED_BYTES[0] + size <= _decode_budget():
+        _DECODED[key] = rgb.copy()
+        _DECODED_BYTES[0] += size
+    return rgb
 
 
 def is_image_file(name: str) -> bool:

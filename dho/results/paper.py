@@ -327,7 +327,7 @@ def _table1() -> Layout:
     )
 
 
-DEMO_SHOTS = (1, 4, 16)
+DEMO_SHOTS = (1, 4)
 
 
 def _demo() -> Layout:

@@ -75,6 +75,7 @@ class MethodEntry:
     args: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     teachers: tuple[str, ...] | None = None   # the suite's teachers it runs with (None: all)
+    labels: tuple[str, ...] | None = None     # the suite's label levels it runs at (None: all)
     external: bool = False  # its runs come from a rule file in workflow/rules/baselines/, not dho train
     teacher: bool = True    # external only: whether its runs get a teacher (registry methods say it)
 
@@ -151,6 +152,7 @@ class Suite:
     def methods(self) -> dict[str, MethodEntry]:
         return {name: MethodEntry(name, m.get("method", name), dict(m.get("args", {})), dict(m.get("train", {})),
                                   tuple(m["teachers"]) if m.get("teachers") else None,
+                                  tuple(m["labels"]) if m.get("labels") else None,
                                   bool(m.get("external", False)), bool(m.get("teacher", True)))
                 for name, m in self.cfg["methods"].items()}
 
@@ -177,6 +179,7 @@ class Suite:
         return tuple(Cell(self.name, dataset, labels, student, teacher, method, seed)
                      for dataset in self.cfg["datasets"] for labels in self.labels
                      for student in self.students for method in self.methods
+                     if self.methods[method].labels is None or labels in self.methods[method].labels
                      for teacher in self.teachers_of(method)
                      for seed in self.cfg["seeds"])
 
@@ -216,6 +219,10 @@ class Suite:
                 if t not in self.cfg.get("teachers", {}):
                     raise ConfigError(f"config key '{self.key}.methods.{name}.teachers': unknown teacher '{t}'; "
                                       f"the suite's teachers: {', '.join(self.cfg.get('teachers', {}))}")
+            for level in m.labels or ():
+                if level not in self.labels:
+                    raise ConfigError(f"config key '{self.key}.methods.{name}.labels': unknown label level "
+                                      f"'{level}'; the suite's: {', '.join(self.labels)}")
         for dataset in self.cfg["datasets"]:  # RunSpec types, ranges and protocol checks (dho.protocol)
             for name, s in self.students.items():
                 for method in self.methods:
@@ -540,6 +547,11 @@ class Workflow:
         self.config = validate_config(config, schema_file)
         self.results = self.config["results"]
         self.launcher = self.config["launcher"]
+        self.worker_socket = None
+        if self.launcher == "local" and self.config["local_worker"]:
+            from ..worker import socket_path
+
+            self.worker_socket = socket_path(self.results)
         self.mlflow_uri = self.config["mlflow_uri"] or f"sqlite:///{self.results}/mlflow.db"
         self.chosen = chosen_suites(self.config)
         self._suites: dict[str, Suite] = {}
