@@ -98,6 +98,10 @@ def test_dhkd_binary_kl_hand_value_and_zero_at_the_teacher():
     assert binary_kl(t.clone(), t, 2.0).item() == pytest.approx(0.0, abs=1e-6)
     # a logit shift changes it (softmax KD would not see a constant shift)
     assert binary_kl(t + 1.0, t, 2.0).item() > 0.1
+    # a logit gap far beyond float32's sigmoid range stays finite (clamped at 1e-8, as the
+    # authors' BinaryKLNorm clamps): 0.5 * (log 0.5 - log 1e-8) + 0.5 * (log 0.5 - 0) per class
+    far = binary_kl(torch.tensor([[200.0]]), torch.tensor([[0.0]]), 2.0).item()
+    assert far == pytest.approx(4.0 * (0.5 * (math.log(0.5) - math.log(1e-8)) + 0.5 * math.log(0.5)), rel=1e-5)
     o_l, o_u = out([[0.0, 0.0]], kd=[[2.0, 0.0]]), out([[7.0, 7.0]], kd=[[0.0, 0.0]])
     total, terms = METHODS.get("dhkd").loss(o_l, o_u, torch.tensor([0]), torch.zeros(1, 2), torch.zeros(1, 2),
                                             lam=0.5, temperature=2.0)

@@ -8,7 +8,9 @@ through the logit-level BinaryKL loss (per class, a Bernoulli KL on the sigmoid 
 logit difference; the authors' public ``BinaryKLNorm``):
 
 ``BinaryKL(s, t) = T^2 / N * sum_i sum_c KL(Bern(1/2) || Bern(sigmoid((s_ic - t_ic) / T)))``,
-zero iff ``s = t``; the sigmoid is clamped to ``[1e-8, 1 - 1e-8]``.
+zero iff ``s = t``; the sigmoid is clamped to ``[1e-8, 1 - 1e-8]`` (in log space: in float32
+``1 - 1e-8`` rounds to 1, so a clamp of the probability would still give ``log(0)`` for a
+logit gap beyond ~17 T).
 
 ``L = lam * CE(h_CE(z_l), y) + (1 - lam) * [BinaryKL(h_aux(z_l), t_l) + BinaryKL(h_aux(z_u), t_u)]``;
 inference: ``h_CE`` alone.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .base import TeacherMethod, register
 
@@ -27,9 +30,11 @@ EPS = 1e-8
 
 def binary_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """``T^2 / N * sum KL(Bern(1/2) || Bern(sigmoid((s - t) / T)))`` over images and classes."""
-    d = torch.sigmoid((student_logits.float() - teacher_logits.detach().float()) / temperature)
-    d = d.clamp(EPS, 1 - EPS)
-    kl = 0.5 * (math.log(0.5) - torch.log(d)) + 0.5 * (math.log(0.5) - torch.log1p(-d))
+    z = (student_logits.float() - teacher_logits.detach().float()) / temperature
+    floor = math.log(EPS)
+    log_d = F.logsigmoid(z).clamp(min=floor)        # log sigmoid(z), clamped at log 1e-8
+    log_1md = F.logsigmoid(-z).clamp(min=floor)     # log(1 - sigmoid(z)), likewise
+    kl = 0.5 * (math.log(0.5) - log_d) + 0.5 * (math.log(0.5) - log_1md)
     return temperature ** 2 * kl.sum() / student_logits.shape[0]
 
 
