@@ -3,6 +3,7 @@
 
 rule demo_data:
     """Generate the procedural `shapes` dataset of a demo suite (offline)."""
+    priority: 50  # on the critical path of a cold run (the demo's teacher gates its runs)
     input:
         lambda wc: S(wc).settings_path("demo_data"),
     output:
@@ -18,6 +19,7 @@ rule demo_data:
 
 rule data_check:
     """`dho data check` of one dataset: stops the workflow early on missing/bad files."""
+    priority: 45  # on the critical path of a cold run (the demo's teacher gates its runs)
     input:
         lambda wc: [f"{S(wc).dir}/data/.generated"] if "demo" in S(wc).cfg else [],
     output:
@@ -34,6 +36,7 @@ rule data_check:
 
 rule split:
     """Label-split manifest: labeled / unlabeled train images of one dataset, labels, seed."""
+    priority: 45  # on the critical path of a cold run (the demo's teacher gates its runs)
     input:
         data=lambda wc: S(wc).data_ok(wc.dataset),
     output:

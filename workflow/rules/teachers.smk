@@ -14,6 +14,7 @@ def _launch(name):
 
 rule demo_teacher:
     """Pretrain the demo's tiny CLIP on the generated data (offline, CPU)."""
+    priority: 40  # on the critical path of a cold run (the demo's teacher gates its runs)
     input:
         lambda wc: S(wc).settings_path("demo_teacher"),
     output:
@@ -66,6 +67,7 @@ for _kind, _teachers in W.teacher_kinds().items():
 
     rule:
         name: f"teacher_{_kind.name}"
+        priority: 30  # each teacher file gates many runs
         input:
             unpack(lambda wc: S(wc).teacher_inputs(_teacher_job(wc))),
         output:
