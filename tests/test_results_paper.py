@@ -218,6 +218,7 @@ def test_demo_in_table1_layout_keeps_the_rows_it_runs(tmp_path, reported):
     assert list(dict.fromkeys(cells["row"])) == ["CE", "DHO", "CLIP zero-shot"]  # Table 1's order, run rows only
     dho = _cell(cells, "DHO", "pretrained (demo) 4-shot")
     assert (dho["reproduced"], dho["n"], dho["status"]) == (pytest.approx(43.0), 3, "no_number")
+    assert cell_text(dho) == f"43.0 ± {np.std([40.0, 44.0, 45.0], ddof=1):.1f}"  # no paper number: the seed spread
     assert _cell(cells, "CE", "from scratch 4-shot")["reproduced"] == pytest.approx(23.0)
     assert _cell(cells, "CLIP zero-shot", "pretrained (demo) 0-shot")["reproduced"] == 37.0
     assert cells["reported"].isna().all()

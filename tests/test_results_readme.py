@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,9 @@ import pytest
 from dho.cli import main
 from dho.errors import ConfigError
 from dho.results.collect import collect_runs, write_runs_csv
-from dho.results.readme import claims, claims_frame, markers, replace_block
+from dho.results.paper import get_layout, paper_cells, to_markdown
+from dho.results.readme import claims, claims_frame, markers, replace_block, results_block
+from dho.results.reported import load_reported
 from dho.results.rechoose import rechoose, write_rechoose
 from dho.results.tables import write_tables
 from test_results_fakes import make_run
@@ -51,7 +54,7 @@ def _rows(md: str) -> list[list[str]]:
 
 
 def test_block_is_rewritten_from_the_results_and_nothing_else_changes(results, tmp_path, capsys):
-    results_dir, _ = results
+    results_dir, runs = results
     readme = _readme(tmp_path)
     args = ["readme-results", "--suite", "demo", "--results", str(results_dir), "--readme", str(readme),
             "--no-figures"]
@@ -60,18 +63,50 @@ def test_block_is_rewritten_from_the_results_and_nothing_else_changes(results, t
     assert text.startswith("# Title\n\ntext before\n\n<!-- BEGIN results suite=demo")
     assert text.endswith("<!-- END results suite=demo -->\n\ntext after\n")
     assert "hand-typed" not in text
-    # the accuracy table is the comparison table's own rows (one generator for both)
-    comparison = (results_dir / "demo" / "tables" / "comparison.md").read_text()
-    table_rows = _rows(comparison)
+    # the demo's accuracy table is its Table 1 layout (results/paper/demo.md's own rows)
+    layout = get_layout("demo")
+    paper_rows = _rows(to_markdown(paper_cells(layout, runs, load_reported()), layout))
     block_rows = _rows(text)
-    assert block_rows[:len(table_rows)] == table_rows
-    assert ["DHO", "**41.0 ± 1.4**", "46.0 ± 1.4"] in block_rows
+    assert block_rows[:len(paper_rows)] == paper_rows
+    assert ["DHO", "", "", "41.0 ± 1.4", "46.0 ± 1.4"] in [r[1:] for r in block_rows]  # no 0-shot DHO
     assert main(args) == 0 and readme.read_text() == text  # idempotent
+
+
+def test_a_suite_without_a_paper_layout_shows_its_comparison_table(results, tmp_path):
+    results_dir, _ = results
+    shutil.copytree(results_dir / "demo", results_dir / "mini")
+    readme = _readme(tmp_path, "mini")
+    assert main(["readme-results", "--suite", "mini", "--results", str(results_dir), "--readme", str(readme),
+                 "--no-figures"]) == 0
+    # the accuracy table is the comparison table's own rows (one generator for both)
+    table_rows = _rows((results_dir / "mini" / "tables" / "comparison.md").read_text())
+    assert _rows(readme.read_text())[:len(table_rows)] == table_rows
+
+
+def test_two_students_get_a_section_each_with_their_own_claims(results, tmp_path):
+    results_dir, _ = results
+    runs_root = tmp_path / "runs"
+    for seed, (ce, dho) in enumerate(((10.0, 30.0), (12.0, 32.0)), 1):  # a weaker student from scratch
+        make_run(runs_root, dataset="shapes", student="resnet18_scratch", method="ce", teacher="none",
+                 labels="1shot", seed=seed, test_acc=ce, teacher_test_acc=None)
+        make_run(runs_root, dataset="shapes", student="resnet18_scratch", method="dho", teacher="zs",
+                 labels="1shot", seed=seed, test_acc=dho, teacher_test_acc=39.0)
+    runs = collect_runs(runs_root, "demo")
+    write_runs_csv(runs, results_dir / "demo" / "runs.csv")
+    write_rechoose(runs, results_dir / "demo" / "rechoose.csv")
+    text = results_block(results_dir, "demo")
+    assert text.count("#### ") == 2
+    scratch = text.split("#### ResNet-18 from scratch (`resnet18_scratch`)", 1)[1]
+    assert "yes: 39.0 vs 11.0" in scratch        # the teacher above this student's CE
+    assert "no: 31.0 vs 39.0" in scratch         # its DHO below the teacher
+    pretrained = text.split("#### ResNet-18 (`resnet18`)", 1)[1].split("####", 1)[0]
+    assert "yes: 39.0 vs 30.5" in pretrained and "11.0" not in pretrained
 
 
 def test_claims_are_computed_from_the_numbers(results):
     _, runs = results
     table = claims(runs, rechoose(runs)).set_index("claim")
+    assert table.loc["the teacher above CE (Table 1's regime)", "verdict"] == "holds in 1 of 2 cells"  # 39 vs 30.5, 47
     assert table.loc["DHO above the teacher", "verdict"] == "holds"  # 41.0 and 46.0 vs 39.0
     assert table.loc["DHO ≥ KD (logit)", "verdict"] == "holds in 1 of 2 cells"  # 41.0 vs 37.5; 46.0 vs 47.0
     assert "zero-shot, 4 shots: 46.0 vs 47.0 (within 2 std)" in table.loc["DHO ≥ KD (logit)", "numbers"]

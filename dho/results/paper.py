@@ -180,8 +180,10 @@ def cell_text(cell: pd.Series | dict, digits: int = 1) -> str:
     if status == "not_run":
         return f"– ({_num(rep, digits)})"
     value = _num(cell["reproduced"], digits)
-    if status == "no_number":
-        return value
+    if status == "no_number":  # nothing to set beside it: the spread over seeds instead
+        std = cell.get("std", math.nan)
+        return value if cell.get("n", 0) < 2 or math.isnan(std) else f"{value} ± {_num(std, digits)}"
+
     return f"{value} ({_num(rep, digits)}, {cell['diff']:+.{digits}f})"
 
 
@@ -337,8 +339,9 @@ def _demo() -> Layout:
         name="demo", title="Demo (shapes) in Table 1's layout: test accuracy (%)",
         columns=tuple(f"{label} {k}-shot" for label, _, _ in students for k in (0, *DEMO_SHOTS)),
         rows=_table1_rows("shapes", students, DEMO_SHOTS, reported=False), drop_empty_rows=True,
-        notes=("the demo is a miniature: a tiny CLIP teacher on generated shapes; no paper numbers to set beside",
-               "Table 1's rows the demo does not run are left out"))
+        notes=("the demo is a miniature: a tiny CLIP teacher on generated shapes; no paper numbers to set beside, "
+               "so each cell is mean ± std over the suite's seeds (the teacher rows: over the runs that used it)",
+               "Table 1's rows the demo does not run are left out; columns: the demo's shot counts"))
 
 
 def _fewshot_rows(methods: Sequence[tuple[str, dict, dict | None]], student: str) -> tuple:

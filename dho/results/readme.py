@@ -27,7 +27,7 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_write_text
 from .collect import label_levels, read_runs_csv
 from .rechoose import RULE_LABELS, display_frame
-from .style import labels_label, method_label, order_methods, teacher_label, teacher_sort_key
+from .style import labels_label, method_label, order_methods, student_label, teacher_label, teacher_sort_key
 from .tables import BLOCK_KEYS, comparison_cells, display_frames, uniform_n
 from .writers import markdown_table
 
@@ -99,6 +99,9 @@ def claim_results(runs: pd.DataFrame, rechoose: pd.DataFrame | None) -> list[tup
         text = f"{a:{fmt}} vs {b:{fmt}}" + (" (within 2 std)" if abs(a - b) <= 2 * spread else "")
         return (a > b if strict else a >= b), text
 
+    def teacher_above_ce(t, lab):
+        return vs(teacher.get((t, lab), math.nan), _get(acc, t, CE, lab), ".1f", strict=True)
+
     def above_teacher(t, lab):
         return vs(_get(acc, t, DHO, lab), teacher.get((t, lab), math.nan), ".1f", strict=True)
 
@@ -112,7 +115,8 @@ def claim_results(runs: pd.DataFrame, rechoose: pd.DataFrame | None) -> list[tup
         spread = np.nanmax([_get(acc, t, m, lab, "std") for m in (DHO, KD)] + [-np.inf])
         return vs(_get(acc, t, DHO, lab), _get(acc, t, KD, lab), ".1f", spread if np.isfinite(spread) else math.nan)
 
-    out = [(f"{method_label(DHO)} above the teacher", each(above_teacher)),
+    out = [(f"the teacher above {method_label(CE)} (Table 1's regime)", each(teacher_above_ce)),
+           (f"{method_label(DHO)} above the teacher", each(above_teacher)),
            (f"{method_label(KD)} / {method_label(DHO)} above {method_label(CE)}", each(above_ce)),
            (f"{method_label(DHO)} ≥ {method_label(KD)}", each(dho_vs_kd)),
            (f"gradient cosine of {method_label(DHO)} ≥ {method_label(KD)}'s (less conflict)",
@@ -187,20 +191,31 @@ def _read_rechoose(path: Path) -> pd.DataFrame | None:
         raise DataError(f"rechoose table {path} is not a readable CSV: {e}") from None
 
 
-def results_block(results_dir: str | os.PathLike, suite: str, figures_to: str | None = None) -> str:
-    """The Markdown of the results block of ``suite`` (without the markers)."""
-    from .figures import CAPTIONS
+def _paper_layout_block(runs: pd.DataFrame, suite: str) -> list[str]:
+    """The suite's own paper-layout table (the demo: Table 1's layout), if it has one."""
+    from .paper import LAYOUT_NAMES, get_layout, paper_cells, to_markdown
+    from .reported import load_reported
 
-    base = Path(results_dir) / suite
-    runs = read_runs_csv(base / "runs.csv")
-    rechoose = _read_rechoose(base / "rechoose.csv")
-    cells = comparison_cells(runs)
-    frame, _, keys = display_frames(cells, BLOCK_KEYS)
-    n = uniform_n(cells)
-    seeds = {None: "mean ± std over seeds (n = seeds)", 1: "one seed per cell"}.get(n, f"mean ± std over {n} seeds")
-    out = [f"From `{base}/runs.csv` ({len(runs)} runs) and `{base}/rechoose.csv`.", "",
-           f"**Test accuracy (%)**, {seeds}; bold: the best method of its teacher and label level "
-           f"(the table of `{base}/tables/comparison.md`):", "", markdown_table(frame, len(keys) + 1)]
+    if suite not in LAYOUT_NAMES:
+        return []
+    layout = get_layout(suite)
+    table = to_markdown(paper_cells(layout, runs, load_reported()), layout)
+    body = "\n".join(line for line in table.splitlines() if line.startswith("|"))
+    notes = "; ".join(layout.notes)
+    return [f"**{layout.title}** (the table of `results/paper/{suite}.md`; {notes}):", "", body, ""]
+
+
+def _student_block(base: Path, runs: pd.DataFrame, rechoose: pd.DataFrame | None, comparison: bool) -> list[str]:
+    """Comparison (unless the paper layout above shows it), head combination, gradient
+    conflict and claims of one student's runs."""
+    out = []
+    if comparison:
+        cells = comparison_cells(runs)
+        frame, _, keys = display_frames(cells, BLOCK_KEYS)
+        n = uniform_n(cells)
+        seeds = {None: "mean ± std over seeds (n = seeds)", 1: "one seed per cell"}.get(n, f"mean ± std over {n} seeds")
+        out += [f"**Test accuracy (%)**, {seeds}; bold: the best method of its teacher and label level "
+                f"(the table of `{base}/tables/comparison.md`):", "", markdown_table(frame, len(keys) + 1)]
     if rechoose is not None and not rechoose.empty:
         heads, head_keys = display_frame(rechoose, show_n=False)
         out += [f"**Test-time head combination** ({method_label(DHO)} runs, test accuracy %, mean over seeds; "
@@ -213,6 +228,27 @@ def results_block(results_dir: str | os.PathLike, suite: str, figures_to: str | 
     verdicts = claims_frame(runs, rechoose)
     out += ["**The paper's claims on this run** (each cell: does it hold there, and the numbers compared; "
             "\"within 2 std\": the gap is inside the seed spread):", "", markdown_table(verdicts, 3)]
+    return out
+
+
+def results_block(results_dir: str | os.PathLike, suite: str, figures_to: str | None = None) -> str:
+    """The Markdown of the results block of ``suite`` (without the markers): its paper-layout
+    table if it has one, then per student the comparison, head combination, gradient
+    conflict and the paper's claims, then the figures."""
+    from .figures import CAPTIONS
+
+    base = Path(results_dir) / suite
+    runs = read_runs_csv(base / "runs.csv")
+    rechoose = _read_rechoose(base / "rechoose.csv")
+    out = [f"From `{base}/runs.csv` ({len(runs)} runs) and `{base}/rechoose.csv`.", ""]
+    layout = _paper_layout_block(runs, suite)
+    out += layout
+    students = list(dict.fromkeys(runs["student"]))
+    for student in students:
+        if len(students) > 1:
+            out += [f"#### {student_label(student)} (`{student}`)", ""]
+        mine = rechoose[rechoose["student"] == student] if rechoose is not None else None
+        out += _student_block(base, runs[runs["student"] == student], mine, comparison=not layout)
     if figures_to:
         out += [f"![{name.replace('_', ' ')}]({figures_to}/{name}.png)  \n*{CAPTIONS[name]}*\n" for name in CAPTIONS
                 if (base / "figures" / f"{name}.png").is_file()]

@@ -63,7 +63,8 @@ TEACHERS = {"zs": "zero-shot", "fs": "Tip-Adapter-F", "dfn": "zero-shot DFN5B Vi
             "none": "no teacher"}
 _TEACHER_PREFIXES = (("zs", "zero-shot"), ("fs", "Tip-Adapter-F"))
 
-STUDENTS = {"resnet18": "ResNet-18", "resnet50": "ResNet-50", "mobilenet_v2": "MobileNetV2",
+STUDENTS = {"resnet18": "ResNet-18", "resnet18_scratch": "ResNet-18 from scratch", "resnet50": "ResNet-50",
+            "mobilenet_v2": "MobileNetV2",
             "clip_vit_b16": "CLIP ViT-B/16", "clip_vit_l14_336": "CLIP ViT-L/14@336",
             "dino_resnet50": "ResNet-50 (DINO)"}
 
