@@ -90,7 +90,7 @@ def test_two_students_get_a_section_each_with_their_own_claims(results, tmp_path
         make_run(runs_root, dataset="shapes", student="resnet18_scratch", method="ce", teacher="none",
                  labels="1shot", seed=seed, test_acc=ce, teacher_test_acc=None)
         make_run(runs_root, dataset="shapes", student="resnet18_scratch", method="dho", teacher="zs",
-                 labels="1shot", seed=seed, test_acc=dho, teacher_test_acc=39.0)
+                 labels="1shot", seed=seed, test_acc=dho, teacher_test_acc=39.0, logits=(40, 4))
     runs = collect_runs(runs_root, "demo")
     write_runs_csv(runs, results_dir / "demo" / "runs.csv")
     write_rechoose(runs, results_dir / "demo" / "rechoose.csv")
