@@ -64,7 +64,6 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "demo teacher": ("python -m dho demo teacher --out results/demo/teachers/tiny-clip.pt --steps 220",),
     "demo student": ("python -m dho demo student --out results/demo/students/resnet18.pt --steps 2500",),
     "worker": ("python -m dho worker start --socket /tmp/dho.sock --idle 600 --log results/worker.log",
-               "DHO_WORKER=/tmp/dho.sock python -m dho train --spec spec.yaml --out runs/x",
                "python -m dho worker stop --socket /tmp/dho.sock"),
     "submit": ("python -m dho submit --spec spec.json --out runs/x --launcher local",
                "python -m dho submit --spec spec.json --out runs/x --launcher slurm --partition gpu --gpus 1 "

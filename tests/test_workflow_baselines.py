@@ -105,14 +105,16 @@ def test_method_module_is_one_file(tmp_path, env):
                             text=True, check=True).stdout
     assert "throwaway " in listed and "smoothing = 0.1" in listed
     sys.path.insert(0, str(tmp_path))  # fake_ci_runs looks the new method up in the registry
+    ours = {m: sys.modules[m] for m in list(sys.modules) if m == "dho" or m.startswith("dho.")}
     try:
-        for mod in [m for m in sys.modules if m == "dho" or m.startswith("dho.")]:
+        for mod in ours:
             del sys.modules[mod]
         fake_ci_runs(tmp_path)
     finally:
         sys.path.remove(str(tmp_path))
         for mod in [m for m in sys.modules if m == "dho" or m.startswith("dho.")]:
             del sys.modules[mod]
+        sys.modules.update(ours)  # the tests after this one keep the package (and classes) they imported
     runs_csv, tables = _collect_and_tables(tmp_path, env)
     header, *rows = runs_csv.splitlines()
     row = next(r for r in rows if ",throwaway," in r)
