@@ -26,6 +26,14 @@ child process that times its own sections:
 overhead = start + imports + mlflow + writes + exit; the fraction is overhead / total.  The
 same sections are also given in CPU seconds (user + system; ``cpu_*``), the steadier
 figure on a shared machine.
+
+Then the same run through the warm worker (:mod:`dho.worker`, what the workflow's local
+jobs use by default), alternating with the fresh-process runs so that machine noise hits
+both alike: ``DHO_WORKER=SOCKET python -m dho submit ...`` from spawn to exit.  Its
+overhead is its total minus the run's own work measured in the fresh process (the same
+work: same spec, same thread count); the worker's one-time start (imports, paid once per
+Snakemake invocation) is reported apart.  Both sides run with ``OMP_NUM_THREADS=1``, as a
+1-CPU demo job does under Snakemake.
 """
 
 from __future__ import annotations
@@ -109,12 +117,38 @@ def child(spec: str, run_dir: str, out: str) -> None:
     fast_exit(rc)  # as python -m dho exits (dho/__main__.py)
 
 
+def _env(**extra: str) -> dict[str, str]:
+    return dict(bench_env(), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra)
+
+
+def start_worker(scratch: Path) -> tuple[str, float]:
+    """A warm worker for the scratch copy; (socket, seconds its start took)."""
+    sock = str(scratch / "worker.sock")
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "-m", "dho", "worker", "start", "--socket", sock, "--idle", "600",
+                        "--log", str(scratch / "worker.log")], cwd=scratch, env=_env(), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit("worker start failed: " + p.stderr.strip())
+    return sock, time.time() - t0
+
+
+def measure_worker(spec: Path, run_dir: Path, scratch: Path, sock: str) -> float:
+    """Wall seconds of the run through the worker, spawn to exit."""
+    shutil.rmtree(run_dir)
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "-m", "dho", "submit", "--launcher", "local", "--spec", str(spec), "--out",
+                        str(run_dir)], cwd=scratch, env=_env(DHO_WORKER=sock), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit("run through the worker failed: " + " | ".join(p.stderr.strip().splitlines()[-5:]))
+    return time.time() - t0
+
+
 def measure(spec: Path, run_dir: Path, scratch: Path) -> dict:
     shutil.rmtree(run_dir)
     out = scratch / "child.json"
     t0, cpu0 = time.time(), children_cpu_s()
     p = subprocess.run([sys.executable, "-m", "benchmarks.overhead", "--child", str(spec), str(run_dir), str(out)],
-                       cwd=scratch, env=bench_env(), capture_output=True, text=True)
+                       cwd=scratch, env=_env(), capture_output=True, text=True)
     t_end, cpu_total = time.time(), children_cpu_s() - cpu0
     if p.returncode != 0:
         raise SystemExit("measured run failed: " + " | ".join(p.stderr.strip().splitlines()[-5:]))
@@ -140,21 +174,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="measured runs (default 3); the median is reported")
     ap.add_argument("--epochs", type=int, default=None, help="epochs of the run (default: the demo's)")
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--no-worker", action="store_true", help="measure only the fresh-process runs")
     args = ap.parse_args(argv)
     print(machine_line())
     scratch = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    sock = None
     try:
         spec, run_dir = prepare(scratch, args.epochs)
-        rows = [measure(spec, run_dir, scratch) for _ in range(args.repeat)]
+        if not args.no_worker:
+            sock, worker_start = start_worker(scratch)
+        rows, worker = [], []
+        for _ in range(args.repeat):  # alternating: the same noise for both
+            rows.append(measure(spec, run_dir, scratch))
+            if sock:
+                worker.append(measure_worker(spec, run_dir, scratch, sock))
     finally:
+        if sock:
+            subprocess.run([sys.executable, "-m", "dho", "worker", "stop", "--socket", sock], env=_env(),
+                           capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
     median = {k: sorted(r[k] for r in rows)[len(rows) // 2] for k in rows[0]}
     cols = ["total_s", "run", *SECTIONS, "overhead_s", "overhead_fraction", "cpu_total_s", "cpu_overhead_s",
             "cpu_overhead_fraction"]
-    print(f"one demo run ({RUN}), {args.repeat} times; median last")
+    print(f"one demo run ({RUN}), {args.repeat} times in a fresh process each; median last")
     print(table([*rows, {**median, "what": "median"}], ["what", *cols]))
-    write_json(args.json, {"benchmark": "overhead", "machine": machine(), "run": RUN, "rows": rows,
-                           "median": median})
+    result = {"benchmark": "overhead", "machine": machine(), "run": RUN, "rows": rows, "median": median}
+    if worker:
+        total = sorted(worker)[len(worker) // 2]
+        over = total - median["run"]
+        wrows = [{"what": f"run {i + 1}", "total_s": t, "overhead_s": t - median["run"],
+                  "overhead_fraction": (t - median["run"]) / t} for i, t in enumerate(worker)]
+        wrows.append({"what": "median", "total_s": total, "overhead_s": over, "overhead_fraction": over / total})
+        print(f"the same run through the warm worker (started once in {worker_start:.1f} s); overhead = total - "
+              f"the fresh process's median run ({median['run']:.2f} s)")
+        print(table(wrows, ["what", "total_s", "overhead_s", "overhead_fraction"]))
+        result.update(worker_start_s=worker_start, worker_totals_s=worker, worker_overhead_s=over,
+                      worker_overhead_fraction=over / total)
+    write_json(args.json, result)
     return 0
 
 
