@@ -237,7 +237,9 @@ def credentials(node, path: str = "") -> list[str]:
     if isinstance(node, dict):
         for k, v in node.items():
             p = f"{path}.{k}" if path else str(k)
-            if CREDENTIAL_KEY.search(str(k)) and v not in (None, "", [], {}) and not isinstance(v, (dict, bool)):
+            # a number is a setting (VPT's prompt_tokens: 10), never a secret
+            if (CREDENTIAL_KEY.search(str(k)) and v not in (None, "", [], {})
+                    and not isinstance(v, (dict, bool, int, float))):
                 found.append(p)
             found += credentials(v, p)
     elif isinstance(node, list):
@@ -250,7 +252,8 @@ def credentials(node, path: str = "") -> list[str]:
 
 def test_credential_check_finds_them():
     cfg = {"mlflow_uri": "http://bob:hunter2@10.0.0.5:5000", "slurm": {"api_token": "abc", "account": "x"},
-           "db": {"password": "pw", "token": None}, "env": ["HF=hf_" + "a" * 30], "ok": "postgresql://mlflow@db/x"}
+           "db": {"password": "pw", "token": None}, "env": ["HF=hf_" + "a" * 30], "ok": "postgresql://mlflow@db/x",
+           "vpt": {"prompt_tokens": 10}}
     assert sorted(credentials(cfg)) == ["db.password", "env[0]", "mlflow_uri", "slurm.api_token"]
 
 
