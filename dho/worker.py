@@ -37,12 +37,12 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .errors import ConfigError
-from .worker_client import MAX_REQUEST, read_message, send_message
+from .worker_client import read_message, send_message
 
 PRELOAD = ("torch", "torchvision", "open_clip", "mlflow", "mlflow.store.tracking.sqlalchemy_store", "pandas",
            "dho.train", "dho.cli", "dho.evaluate", "dho.results.cli", "dho.models.clip")
@@ -70,9 +70,7 @@ def _run_cli(argv: list[str]) -> int:
 class _Job:
     conn: socket.socket
     pid: int
-    started: float
     killed_at: float | None = None
-    argv: list[str] = field(default_factory=list)
 
 
 class Server:
@@ -81,8 +79,7 @@ class Server:
     def __init__(self, path: str, idle_s: float, owner: int | None, run: Callable[[list[str]], int] = _run_cli,
                  log=sys.stderr):
         self.path, self.idle_s, self.owner, self.run, self.log = path, idle_s, owner, run, log
-        self.jobs: dict[int, _Job] = {}          # by child pid
-        self.by_conn: dict[socket.socket, _Job] = {}
+        self.jobs: dict[int, _Job] = {}          # by child pid; the selector holds each job by its socket
         self.last_activity = time.monotonic()
         self.stopping = False
         self.served = 0
@@ -109,7 +106,7 @@ class Server:
                     if key.data == "accept":
                         self._accept(listener, sel)
                     else:
-                        self._client_readable(key.fileobj, sel)
+                        self._client_readable(key.data, sel)
                 self._reap(sel)
                 self._escalate()
                 self._check_stop(sel, listener)
@@ -163,14 +160,13 @@ class Server:
             send_message(conn, {"ok": True, "pid": os.getpid(), "served": self.served})
             conn.close()
             return
-        pid = self._fork(msg, fds, [listener.fileno(), conn.fileno(), *(c.fileno() for c in self.by_conn)])
+        pid = self._fork(msg, fds, [listener.fileno(), conn.fileno(), *(j.conn.fileno() for j in self.jobs.values())])
         for fd in fds:
             os.close(fd)
         conn.settimeout(None)
-        job = _Job(conn, pid, time.monotonic(), argv=list(msg["argv"]))
-        self.jobs[pid], self.by_conn[conn] = job, job
+        job = self.jobs[pid] = _Job(conn, pid)
         self.served += 1
-        sel.register(conn, selectors.EVENT_READ, "client")
+        sel.register(conn, selectors.EVENT_READ, job)
 
     def _fork(self, msg: dict, fds: list[int], server_fds: list[int]) -> int:
         sys.stdout.flush()
@@ -186,14 +182,11 @@ class Server:
                 os._exit(code)
         return pid
 
-    def _client_readable(self, conn, sel) -> None:
-        job = self.by_conn.get(conn)
+    def _client_readable(self, job: _Job, sel) -> None:
         try:
-            data = conn.recv(4096)
+            data = job.conn.recv(4096)
         except OSError:
             data = b""
-        if job is None:
-            return
         if data:  # a forwarded signal: {"signal": N}
             for line in data.decode(errors="replace").splitlines():
                 try:
@@ -203,7 +196,7 @@ class Server:
                 _killpg(job.pid, signum)
             return
         # the client went away without a word: it was SIGKILLed; so is its command
-        sel.unregister(conn)
+        sel.unregister(job.conn)
         _killpg(job.pid, signal.SIGKILL)
         job.killed_at = time.monotonic()
 
@@ -218,7 +211,6 @@ class Server:
             job = self.jobs.pop(pid, None)
             if job is None:
                 continue
-            self.by_conn.pop(job.conn, None)
             code = os.waitstatus_to_exitcode(status)
             code = 128 - code if code < 0 else code   # killed by signal N -> 128 + N, as a shell says
             try:
