@@ -35,6 +35,8 @@ FLOP/s of the teacher forward and of the student's training step (FLOPs from
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import statistics
 import sys
 import tempfile
@@ -72,46 +74,63 @@ def make_dataset(root: Path, per_class_train: int, source_px: int):
     return folder
 
 
-def random_teacher(model: str, num_classes: int, device):
-    """A zero-shot CLIP teacher with random weights (timing only)."""
+def random_teacher_file(model: str, num_classes: int, work: Path) -> Path:
+    """A teacher file (zero-shot CLIP, random weights: timing only) whose image tower is a
+    local weights file, so that ``dho train`` and ``dho teacher cache`` re-create it
+    through their own loaders, as they would a real teacher."""
     import torch
 
     from dho.models.clip import create_clip
-    from dho.models.teachers import ZeroShotTeacher, _adapter_for
+    from dho.models.teachers import ZeroShotTeacher, _adapter_for, save_teacher
 
     torch.manual_seed(0)
     clip = create_clip(model, None)
+    weights = work / f"{model}-random-weights.pt"
+    torch.save(clip.state_dict(), weights)
     dim = clip.text_projection.shape[1] if hasattr(clip, "text_projection") else clip.visual.output_dim
     w = torch.nn.functional.normalize(torch.randn(dim, num_classes), dim=0)
-    teacher = ZeroShotTeacher(clip.visual, _adapter_for(clip), w, model, "random",
+    teacher = ZeroShotTeacher(clip.visual, _adapter_for(clip), w, model, str(weights),
                               [f"class {i}" for i in range(num_classes)])
-    return teacher.to(device).eval()
+    path = work / "teacher.pt"
+    save_teacher(teacher, path)
+    return path
 
 
-def build_run(args, root: Path, work: Path, teacher):
-    """``dho train``'s run object, set up up to its first epoch (no MLflow, no files)."""
-    from dho.runtime import resolve_device
+def run_spec(args, root: Path, teacher_file: Path, **overrides):
+    """The benchmark's run spec (1000 epochs: the lr schedule of a long run)."""
     from dho.spec import RunSpec
-    from dho.train import _Run
 
-    teacher_file = work / "teacher.placeholder"  # the run's teacher is `teacher` (below)
-    teacher_file.write_text("")
-    spec = RunSpec.from_dict(dict(
+    return RunSpec.from_dict(dict(
         dataset="shapes", data_root=str(root), split={"kind": "fewshot", "shots": 1}, student=args.student,
         student_pretrained=False, student_kwargs={"image_size": args.image_size}, method="dho",
         teacher_file=str(teacher_file), epochs=1000, epoch_length="unlabeled", batch_size=args.batch,
         unlabeled_batch_size=args.batch, image_size=args.image_size, num_workers=args.workers,
-        device=args.device, progress=False, grad_cosine_every=0, seed=1))
-    from dho.distributed import current
+        device=args.device, progress=False, grad_cosine_every=0, seed=1, **overrides))
 
-    run = _Run(spec, work / "run")
+
+def build_run(spec, work: Path):
+    """``dho train``'s run object, set up up to its first epoch (no MLflow, no files)."""
+    from dho.distributed import current
+    from dho.runtime import resolve_device
+    from dho.train import _Run
+
+    run = _Run(spec, work)
     run.dist = current()  # one process (what execute() sets before the setup)
     run.device = resolve_device(spec.device)
     run._setup_data()
-    run._load_teacher = lambda path, n: setattr(run, "teacher", teacher)
     run._setup_models()
     run._setup_optim()
     return run
+
+
+def build_teacher_cache(spec, teacher_file: Path, epochs: int, out: Path) -> dict:
+    """``dho teacher cache``'s own code (:func:`dho.teacher_cache.build_cache`) for every
+    view of epochs 1..``epochs`` of ``spec`` (the timed epochs); its figures and seconds."""
+    from dho.teacher_cache import build_cache
+
+    t0 = time.perf_counter()
+    info = build_cache(teacher_file, [dataclasses.replace(spec, epochs=epochs)], out, device=spec.device)
+    return {**info, "seconds": time.perf_counter() - t0}
 
 
 def authors_models(run, args):
@@ -138,19 +157,25 @@ def _timed(fn, device) -> float:
     return time.perf_counter() - t0
 
 
-class Variants:
-    """The four timed variants; each call runs one epoch of ``steps`` steps."""
+VARIANTS = ("ours_compute", "cached_compute", "authors_compute", "ours_pipeline", "cached_pipeline",
+            "authors_pipeline")
 
-    def __init__(self, run, args):
+
+class Variants:
+    """The six timed variants; each call runs one epoch of ``steps`` steps.  ``ours_*``:
+    ``dho train``'s step with the live teacher; ``cached_*``: the same step of a run whose
+    spec has ``teacher_cache`` (teacher outputs read from the cache file)."""
+
+    def __init__(self, run, cached, args):
         from .authors_step import authors_loader
 
-        self.run, self.args = run, args
+        self.run, self.cached, self.args = run, cached, args
         self.device = run.device
-        self.epoch = 1
+        self.epoch = {id(run): 1, id(cached): 1}
         # per step, the micro-batches [(labeled, unlabeled)] of dho train's loop, decoded once
         self.batches = list(run._epoch_steps(1))
+        self.step_images = list(run.step_images)  # what _epoch_steps records for the loop
         self.pairs = [pair for micro in self.batches for pair in micro]
-        self.real_steps = run._epoch_steps
         self.student_a, self.opt_a, self.sched_a = authors_models(run, args)
         src = run.source
         labeled = [(src.path(rel), int(y)) for rel, y in run.manifest.labeled]
@@ -158,16 +183,30 @@ class Variants:
         self.loaders = [authors_loader(items, args.image_size, args.batch, args.workers, seed=1)
                         for items in (labeled, unlabeled)]
 
-    def ours_compute(self) -> None:
-        self.run._epoch_steps = lambda epoch: iter(self.batches)
+    def _compute(self, run) -> None:
+        real = run._epoch_steps
+        run._epoch_steps = lambda epoch: iter(self.batches)
+        run.step_images = self.step_images
         try:
-            self.run._train_epoch(self.epoch)
+            run._train_epoch(1)
         finally:
-            self.run._epoch_steps = self.real_steps
+            run._epoch_steps = real
+
+    def _pipeline(self, run) -> None:
+        self.epoch[id(run)] += 1  # fresh views, the same cost
+        run._train_epoch(self.epoch[id(run)])
+
+    def ours_compute(self) -> None:
+        self._compute(self.run)
+
+    def cached_compute(self) -> None:
+        self._compute(self.cached)
 
     def ours_pipeline(self) -> None:
-        self.epoch += 1  # fresh views, the same cost
-        self.run._train_epoch(self.epoch)
+        self._pipeline(self.run)
+
+    def cached_pipeline(self) -> None:
+        self._pipeline(self.cached)
 
     def _authors(self, pairs) -> None:
         from .authors_step import authors_step
@@ -187,13 +226,49 @@ class Variants:
         self._authors(p for _, p in zip(range(steps), pairs))
 
 
+def equal_results(run, cached, pair) -> dict[str, float]:
+    """The cached step against the live one on the same batch from the same student state
+    (call before any step): teacher logits, the loss and the gradients of one micro-step."""
+    import torch
+
+    b_l, b_u = pair
+    dev = run.device
+    x = torch.cat([b_l[0], b_u[0]]).to(dev)
+    keys = torch.cat([b_l[3], b_u[3]])
+    live, hit = run._teacher_outputs(x, keys)["logits"], cached._teacher_outputs(x, keys)["logits"]
+    same_init = all(torch.equal(a, b) for a, b in zip(run.student.state_dict().values(),
+                                                       cached.student.state_dict().values()))
+    losses = [r._micro_step(b_l, b_u, 1, [], measure=False) for r in (run, cached)]
+    grads = [[p.grad for p in r.student.parameters() if p.grad is not None] for r in (run, cached)]
+    grad_diff = max(float((g - h).abs().max()) for g, h in zip(*grads))
+    grad_max = max(float(g.abs().max()) for g in grads[0])
+    for r in (run, cached):
+        r.optimizer.zero_grad(set_to_none=True)
+    return {"same_student_init": float(same_init), "max_abs_logit_diff": float((live - hit).abs().max()),
+            "fp16_logit_bound": 100 * 2.0 ** -11,  # |f| = |w| = 1: 100 * unit roundoff of fp16
+            "top1_agreement": float((live.argmax(1) == hit.argmax(1)).float().mean()),
+            "loss_live": losses[0], "loss_cached": losses[1], "loss_rel_diff": abs(losses[0] - losses[1]) / abs(losses[0]),
+            "grad_rel_diff": grad_diff / grad_max}
+
+
 def _cycle(loader):
     while True:
         yield from loader
 
 
+def _decode(path):
+    """A real decode (PIL), bypassing ``open_rgb``'s per-process cache of decoded images."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
 def per_image_costs(run, n: int) -> dict[str, float]:
-    """Milliseconds per image of the pipeline's parts, on the run's unlabeled images."""
+    """Milliseconds per image of the pipeline's parts, on the run's unlabeled images:
+    decoding the JPEG, ``open_rgb`` (``dho train``'s read: a copy from its per-process
+    cache of decoded images once it has seen the file), reseeding, crop+resize, and the
+    authors' transform."""
     from torchvision import transforms as T
 
     from dho.data.source import open_rgb
@@ -202,10 +277,10 @@ def per_image_costs(run, n: int) -> dict[str, float]:
     paths = [run.source.path(rel) for rel in run.manifest.unlabeled[:n]]
     size, scale = run.spec.image_size, run.spec.crop_scale_min
     tf = T.Compose([T.RandomResizedCrop(size, scale=(0.5, 1.0)), T.RandomHorizontalFlip(), T.ToTensor()])
-    first = open_rgb(paths[0])  # warm-up: lazy imports and first-call costs are not per image
+    first = _decode(paths[0])  # warm-up: lazy imports and first-call costs are not per image
     render_view(first, crop_params(run.spec.seed, 0, first.width, first.height, scale), size), tf(first)
     t0 = time.perf_counter()
-    images = [open_rgb(p) for p in paths]
+    images = [_decode(p) for p in paths]
     t1 = time.perf_counter()
     params = [crop_params(run.spec.seed, k, im.width, im.height, scale) for k, im in enumerate(images)]
     t2 = time.perf_counter()
@@ -215,23 +290,30 @@ def per_image_costs(run, n: int) -> dict[str, float]:
     for im in images:
         tf(im)
     t4 = time.perf_counter()
+    for p in paths:
+        open_rgb(p)
+    t5 = time.perf_counter()
     k = 1000 / len(paths)
-    return {"decode_ms": (t1 - t0) * k, "reseed_ms": (t2 - t1) * k, "crop_resize_ms": (t3 - t2) * k,
-            "authors_transform_ms": (t4 - t3) * k}
+    return {"decode_ms": (t1 - t0) * k, "open_rgb_ms": (t5 - t4) * k, "reseed_ms": (t2 - t1) * k,
+            "crop_resize_ms": (t3 - t2) * k, "authors_transform_ms": (t4 - t3) * k}
 
 
-def per_step_costs(run, v: Variants) -> dict[str, float]:
-    """Milliseconds per step of the teacher (ours: one call; theirs: two) and the diagnostic."""
+def per_step_costs(v: Variants, medians: dict[str, float]) -> dict[str, float]:
+    """Milliseconds per step: the teacher (ours: one call on 2B images; with the cache: the
+    look-up and the text head; theirs: two calls on B), the rest of each step (student,
+    loss, optimizer), the data pipeline (with-pipeline minus compute-only medians), and the
+    gradient-conflict diagnostic (a step with it against one without)."""
     import torch
 
     from .authors_step import _normalize, _teacher
 
-    dev = run.device
+    run, dev = v.run, v.device
     (b_l, b_u) = v.pairs[0]
     x_l, x_u = b_l[0].to(dev), b_u[0].to(dev)
-    x = torch.cat([x_l, x_u])
+    x, keys = torch.cat([x_l, x_u]), torch.cat([b_l[3], b_u[3]])
     t = run.teacher
     ours = _timed(lambda: run._teacher_logits(x), dev)
+    cached = _timed(lambda: v.cached._teacher_outputs(x, keys), dev)
     theirs = _timed(lambda: (_teacher(t, _normalize(x_l, t.adapter)), _teacher(t, _normalize(x_u, t.adapter))), dev)
     without = _timed(v.ours_compute, dev)
     run.spec.grad_cosine_every = 1
@@ -240,7 +322,13 @@ def per_step_costs(run, v: Variants) -> dict[str, float]:
     finally:
         run.spec.grad_cosine_every = 0
     steps = len(v.batches)
-    return {"teacher_ours_ms": ours * 1000, "teacher_authors_ms": theirs * 1000,
+    ms = {n: medians[n] * 1000 for n in VARIANTS}
+    return {"teacher_ours_ms": ours * 1000, "teacher_cached_ms": cached * 1000, "teacher_authors_ms": theirs * 1000,
+            "rest_ours_ms": ms["ours_compute"] - ours * 1000, "rest_cached_ms": ms["cached_compute"] - cached * 1000,
+            "rest_authors_ms": ms["authors_compute"] - theirs * 1000,
+            "pipeline_ours_ms": ms["ours_pipeline"] - ms["ours_compute"],
+            "pipeline_cached_ms": ms["cached_pipeline"] - ms["cached_compute"],
+            "pipeline_authors_ms": ms["authors_pipeline"] - ms["authors_compute"],
             "diagnostic_ms": (with_diag - without) / steps * 1000}
 
 
@@ -269,7 +357,20 @@ def plan_record(args, medians: dict, costs: dict, fl: dict, device_name: str) ->
             "image_size": args.image_size, "batch": args.batch,
             "teacher_flops_per_s": fl["teacher_flops_per_image"] * images / teacher_s,
             "student_train_flops_per_s": fl["student_train_flops_per_image"] * images / max(student_s, 1e-9),
-            "step_s_ours": medians["ours_compute"], "step_s_authors": medians["authors_compute"]}
+            "step_s_ours": medians["ours_compute"], "step_s_cached": medians["cached_compute"],
+            "step_s_authors": medians["authors_compute"]}
+
+
+def result_rows(args, medians: dict[str, float]) -> list[dict]:
+    """Throughput (images per second) and ratio (authors' seconds per step / ours) per
+    teacher (live, cache) and per setting (compute only, with the data pipeline)."""
+    images = 2 * args.batch
+    settings = (("compute", "compute only (tensors in memory)"),
+                ("pipeline", f"with the data pipeline ({args.workers} workers)"))
+    return [{"teacher": teacher, "what": what, "ours_img_s": images / medians[f"{ours}_{kind}"],
+             "authors_img_s": images / medians[f"authors_{kind}"],
+             "ratio": medians[f"authors_{kind}"] / medians[f"{ours}_{kind}"]}
+            for teacher, ours in (("live", "ours"), ("cache", "cached")) for kind, what in settings]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     ap.add_argument("--batch", type=int, default=16, help="labeled images per step = unlabeled images per step")
     ap.add_argument("--steps", type=int, default=3, help="steps per timed epoch")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of the four variants; medians reported")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the six variants; medians reported")
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--source-px", type=int, default=320, help="side of the generated source images")
     ap.add_argument("--student", default="resnet18")
@@ -300,40 +401,45 @@ def main(argv: list[str] | None = None) -> int:
         _say("writing the dataset")
         make_dataset(work / "data", per_class, args.source_px)
         _say("building the models")
-        teacher = random_teacher(args.teacher_model, SOURCE_CLASSES, device)
-        run = build_run(args, work / "data", work, teacher)
-        v = Variants(run, args)
+        teacher_file = random_teacher_file(args.teacher_model, SOURCE_CLASSES, work)
+        spec = run_spec(args, work / "data", teacher_file)
+        run = build_run(spec, work / "run")
+        _say("building the teacher cache (dho teacher cache's code) for the timed epochs")
+        cache = build_teacher_cache(spec, teacher_file, args.rounds + 1, work / "teacher_cache.pt")
+        cached = build_run(run_spec(args, work / "data", teacher_file, teacher_cache=str(work / "teacher_cache.pt")),
+                           work / "run-cached")
+        v = Variants(run, cached, args)
+        same = equal_results(run, cached, v.pairs[0])
         _say("timing")
-        names = ("ours_compute", "authors_compute", "ours_pipeline", "authors_pipeline")
-        v.ours_compute(), v.authors_compute()  # warm-up (allocator, lazy inits)
-        times = {n: [] for n in names}
+        v.ours_compute(), v.cached_compute(), v.authors_compute()  # warm-up (allocator, lazy inits)
+        times = {n: [] for n in VARIANTS}
         for r in range(args.rounds):
-            for n in names:
+            for n in VARIANTS:
                 times[n].append(_timed(getattr(v, n), device) / len(v.batches))
-            _say(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.3g} s/step" for n in names))
+            _say(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.3g} s/step" for n in VARIANTS))
         medians = {n: statistics.median(ts) for n, ts in times.items()}
         _say("breaking down")
-        costs = {**per_image_costs(run, min(32, len(run.manifest.unlabeled))), **per_step_costs(run, v)}
+        costs = {**per_image_costs(run, min(32, len(run.manifest.unlabeled))), **per_step_costs(v, medians)}
         fl = flops(run, args)
-    images = 2 * args.batch
-    rows = [{"what": "compute only (tensors in memory)", "ours_img_s": images / medians["ours_compute"],
-             "authors_img_s": images / medians["authors_compute"],
-             "ratio": medians["authors_compute"] / medians["ours_compute"]},
-            {"what": f"with the data pipeline ({args.workers} workers)", "ours_img_s": images / medians["ours_pipeline"],
-             "authors_img_s": images / medians["authors_pipeline"],
-             "ratio": medians["authors_pipeline"] / medians["ours_pipeline"]}]
+    rows = result_rows(args, medians)
     print(f"{args.student} student, random {args.teacher_model} teacher, {args.batch}+{args.batch} images at "
           f"{args.image_size} px, {len(v.batches)} steps x {args.rounds} rounds on {device}")
-    print(table(rows, ["what", "ours_img_s", "authors_img_s", "ratio"]))
-    print("where the time goes (ms):")
-    print(table([costs], list(costs)))
+    print(table(rows, ["teacher", "what", "ours_img_s", "authors_img_s", "ratio"]))
+    print(f"teacher cache: {cache['views']} training views + {cache['test_images']} test images, "
+          f"{cache['bytes'] / 2**20:.2f} MiB, built in {cache['seconds']:.1f} s")
+    print("equal results (cached step against the live step, first batch, same student state):")
+    print(table([same], list(same)))
+    print("where the time goes (ms; per image, then per step):")
+    print(table([{"part": k, "ms": c} for k, c in costs.items()], ["part", "ms"]))
     print(table([fl], list(fl)))
+    print(f"1-min load average at the end: {os.getloadavg()[0]:.2f}")
     device_name = machine(args.device).get("gpu", "cpu")
     record = plan_record(args, medians, costs, fl, device_name)
     plan_json = args.plan_json or str(REPO / "results" / "benchmarks" / f"step_{device.type}.json")
     write_json(plan_json, record)
     write_json(args.json, {"benchmark": "step", "machine": machine(args.device), "args": vars(args), "rows": rows,
-                           "times_s_per_step": times, "costs_ms": costs, "flops": fl, "plan": record})
+                           "times_s_per_step": times, "costs_ms": costs, "flops": fl, "plan": record,
+                           "teacher_cache": cache, "equal_results": same, "load_avg_1min_end": os.getloadavg()[0]})
     return 0
 
 
