@@ -7,12 +7,13 @@ process, and where the time of ``dho train``'s step goes.
     python -m benchmarks.step --teacher-model RN50 --student resnet18 --json step.json
 
 Models: the student (``--student``, random init) and a zero-shot CLIP teacher with
-random weights (``--teacher-model``, an open_clip name; a random text classifier), both
-built by this harness and shared by the two steps.  Data: the generated shapes dataset
-written at ``--source-px`` pixels and re-encoded as JPEG (quality 90, as most benchmark
-datasets are), 12 classes.
+random weights (``--teacher-model``, an open_clip name; a random text classifier), written
+as a teacher file whose image tower is a local weights file, so that ``dho train`` and
+``dho teacher cache`` load it through their own code; the authors' step uses the live
+run's teacher.  Data: the generated shapes dataset written at ``--source-px`` pixels and
+re-encoded as JPEG (quality 90, as most benchmark datasets are), 12 classes.
 
-Figures (medians over ``--rounds`` rounds; each round times the four variants one after
+Figures (medians over ``--rounds`` rounds; each round times the six variants one after
 another so that a noisy neighbour slows them alike):
 
 - compute only: the same batches already decoded in memory; ``dho train``'s step is its
@@ -21,11 +22,20 @@ another so that a noisy neighbour slows them alike):
 - with the data pipeline: ``dho train``'s own loaders (views keyed by (seed, epoch, pass,
   index), :mod:`dho.data.views`) against the authors' (PIL + torchvision
   RandomResizedCrop, shuffled DataLoader), ``--workers`` loader workers each;
-- where the time goes, per image: decoding (``open_rgb``), per-image reseeding (the
-  Philox generator of :func:`dho.data.views.crop_params`), crop+resize to the model size
+- each of the two for ``dho train`` with the live teacher and with the teacher cache: a
+  second run whose spec has ``teacher_cache``, reading a cache file built by
+  :func:`dho.teacher_cache.build_cache` (``dho teacher cache``'s code) for every view of
+  the timed epochs (1 .. rounds + 1);
+- equal results: before any step, the cached run's teacher logits, loss and gradients on
+  the first batch against the live run's, from the same student state (the cache stores
+  fp16 features: logits agree within 100 * 2^-11);
+- where the time goes, per image: decoding (PIL), ``dho train``'s ``open_rgb`` (a copy from
+  its per-process cache of decoded images), per-image reseeding (the Philox generator of
+  :func:`dho.data.views.crop_params`), crop+resize to the model size
   (:func:`dho.data.views.render_view`) against the authors' transform on a decoded image;
-  per step: the teacher (one call on 2B images against two calls on B), and the
-  gradient-conflict diagnostic (a step with it against one without).
+  per step: the teacher (one call on 2B images; the cache look-up; two calls on B), the
+  rest of each compute-only step, the data pipeline (with-pipeline minus compute-only),
+  and the gradient-conflict diagnostic (a step with it against one without).
 
 ``--plan-json`` (default ``results/benchmarks/step_<device>.json``) records the achieved
 FLOP/s of the teacher forward and of the student's training step (FLOPs from
@@ -438,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     plan_json = args.plan_json or str(REPO / "results" / "benchmarks" / f"step_{device.type}.json")
     write_json(plan_json, record)
     write_json(args.json, {"benchmark": "step", "machine": machine(args.device), "args": vars(args), "rows": rows,
-                           "times_s_per_step": times, "costs_ms": costs, "flops": fl, "plan": record,
+                           "steps_per_epoch": len(v.batches), "times_s_per_step": times, "costs_ms": costs, "flops": fl, "plan": record,
                            "teacher_cache": cache, "equal_results": same, "load_avg_1min_end": os.getloadavg()[0]})
     return 0
 

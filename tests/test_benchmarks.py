@@ -18,7 +18,7 @@ def test_dryrun_benchmark_counts_the_jobs(tmp_path, capsys):
     assert "| ci |" in capsys.readouterr().out
 
 
-def test_step_benchmark_runs_both_steps(tmp_path, capsys):
+def test_step_benchmark_runs_the_live_cached_and_authors_steps(tmp_path, capsys):
     import torch
 
     out, plan = tmp_path / "step.json", tmp_path / "plan.json"
@@ -31,8 +31,15 @@ def test_step_benchmark_runs_both_steps(tmp_path, capsys):
         torch.set_num_threads(threads)
     assert rc == 0
     figures = json.loads(out.read_text())
-    assert {r["what"].split(" (")[0] for r in figures["rows"]} == {"compute only", "with the data pipeline"}
+    assert {(r["teacher"], r["what"].split(" (")[0]) for r in figures["rows"]} == {
+        (t, w) for t in ("live", "cache") for w in ("compute only", "with the data pipeline")}
     assert all(r["ours_img_s"] > 0 and r["authors_img_s"] > 0 for r in figures["rows"])
+    # the cache holds every view of the timed epochs (steps of 6+6 distinct views, rounds + 1 epochs)
+    assert figures["teacher_cache"]["views"] == figures["steps_per_epoch"] * 12 * 2
+    same = figures["equal_results"]  # the cached step against the live one: equal to fp16 rounding
+    assert same["same_student_init"] == 1
+    assert 0 < same["max_abs_logit_diff"] <= same["fp16_logit_bound"]
+    assert same["loss_rel_diff"] < 1e-3 and same["grad_rel_diff"] < 1e-2
     assert json.loads(plan.read_text())["teacher_flops_per_s"] > 0
     assert "where the time goes" in capsys.readouterr().out
 
