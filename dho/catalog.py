@@ -50,6 +50,7 @@ def live() -> dict[str, Any]:
     from .models.students import IMAGE_SIZE, RESNET_WIDTH
     return {"paper_layouts": _paper_layouts(), "students": STUDENTS.names(),
             "methods": {name: bool(METHODS.get(name).needs_teacher) for name in METHODS.names()},
+            "teacher_outputs": {name: list(METHODS.get(name).teacher_outputs) for name in METHODS.names()},
             "student_defaults": {"width": RESNET_WIDTH, "image_size": IMAGE_SIZE}}
 
 
@@ -66,7 +67,8 @@ _MEMO: dict[str, Any] = {}
 
 
 def catalog() -> dict[str, Any]:
-    """``{"students": [...], "methods": {name: needs_teacher}, "student_defaults": {...},
+    """``{"students": [...], "methods": {name: needs_teacher}, "teacher_outputs": {name: [...]},
+    "student_defaults": {...},
     "paper_layouts": {name: source}}``."""
     if any(m in sys.modules for m in LIVE_MODULES):  # torch is loaded already: the rest is cheap
         return live()

@@ -26,6 +26,10 @@ NON_SEMANTIC_KEYS = frozenset(
      "precision"}
 )
 
+# Keys that change results only when set: hashed when not None, so that the specs written
+# before they existed keep their hashes (top-k teacher logits change the targets KD sees).
+UNSET_UNHASHED_KEYS = frozenset({"teacher_cache_topk"})
+
 
 @dataclass
 class RunSpec:
@@ -43,6 +47,7 @@ class RunSpec:
     teacher_file: str | None = None          # teacher file (dho teacher ...); None: no teacher
     teacher_sha: str | None = None           # content hash of the teacher file (for the spec hash)
     teacher_cache: str | None = None         # teacher-output cache (dho teacher cache); None: teacher runs live
+    teacher_cache_topk: int | None = None    # the cache holds the teacher's top-k logits (k), not its features
     method: str = "dho"                      # method registry name (dho.methods)
     method_args: dict = field(default_factory=dict)  # e.g. {"lam": 0.5, "temperature": 2.0}
     seed: int = 1
@@ -126,6 +131,8 @@ class RunSpec:
         need(self.grad_cosine_every >= 0, "grad_cosine_every", "an integer >= 0")
         need(self.num_workers >= 0, "num_workers", "an integer >= 0")
         need(self.precision in ("auto", "bf16", "fp32"), "precision", "'auto', 'bf16' or 'fp32'")
+        need(self.teacher_cache_topk is None or (self.teacher_cache_topk >= 1 and self.teacher_cache is not None),
+             "teacher_cache_topk", "null, or an integer >= 1 with key 'teacher_cache' set")
         need(self.max_device_batch is None or self.max_device_batch >= 1, "max_device_batch", "null or an integer >= 1")
         LabelSplit.from_dict(self.split, source)
         for k, v in self.method_args.items():
@@ -139,7 +146,8 @@ class RunSpec:
         return dataclasses.asdict(self)
 
     def semantic_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in NON_SEMANTIC_KEYS}
+        return {k: v for k, v in self.to_dict().items()
+                if k not in NON_SEMANTIC_KEYS and not (k in UNSET_UNHASHED_KEYS and v is None)}
 
     @property
     def hash(self) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,7 +37,9 @@ from .errors import CheckpointError, ConfigError
 from .io import atomic_torch_save
 
 FORMAT, VERSION = "dho-teacher-cache", 1
-META_KEYS = ("dataset", "train_hash", "seed", "crop_scale_min", "crop_interpolation", "image_size", "encoder")
+META_KEYS = ("dataset", "train_hash", "seed", "crop_scale_min", "crop_interpolation", "image_size", "encoder",
+             "topk", "head")
+TOPK_TABLES = ("logprobs", "indices", "lse", "tail")  # per view, in top-k mode (topk_pack)
 
 
 def train_hash(train_items: Sequence[tuple[str, int]]) -> str:
@@ -65,32 +68,98 @@ def _common(specs: Sequence, key: str) -> Any:
     return getattr(specs[0], key)
 
 
-def cache_meta(source, spec, encoder: dict, image_size: int | None = None) -> dict[str, Any]:
-    """What a cache must agree on with a run (``spec``) besides the view keys."""
+def cache_meta(source, spec, encoder: dict, image_size: int | None = None,
+               head: dict | None = None) -> dict[str, Any]:
+    """What a cache must agree on with a run (``spec``) besides the view keys; a top-k cache
+    (spec key ``teacher_cache_topk``) also its k and the teacher's ``head``
+    (:func:`~dho.models.head_identity`), a feature cache neither."""
+    topk = spec.teacher_cache_topk
     return {"dataset": source.name, "train_hash": train_hash(source.items("train")), "seed": int(spec.seed),
             "crop_scale_min": float(spec.crop_scale_min), "crop_interpolation": str(spec.crop_interpolation),
-            "image_size": int(image_size or spec.image_size), "encoder": dict(encoder)}
+            "image_size": int(image_size or spec.image_size), "encoder": dict(encoder),
+            "topk": None if topk is None else int(topk), "head": None if topk is None else dict(head)}
 
 
-def _encode(teacher, loader, device, progress: bool, desc: str):
+# -- top-k logits ------------------------------------------------------------------------
+def index_dtype(num_classes: int):
+    import torch
+
+    return torch.int16 if num_classes <= 32767 else torch.int32
+
+
+def topk_pack(logits, k: int) -> dict[str, Any]:
+    """Per row of ``logits`` [B, C]: the k largest as log-probabilities ``logit - lse``
+    (fp16, sorted), their class indices (int16; int32 past 32767 classes), ``lse`` = the
+    logsumexp of all C logits and ``tail`` = log(1 - sum of the top-k probabilities), the
+    log of the remaining mass, computed from the fp32 logits (both fp32; tail -inf when
+    k = C).  4k + 8 bytes per row."""
+    import torch
+
+    z = logits.float()
+    num_classes = z.shape[1]
+    lse = torch.logsumexp(z, dim=1)
+    top, idx = z.topk(k, dim=1)
+    if k < num_classes:
+        tail = torch.logsumexp(z.scatter(1, idx, float("-inf")), dim=1) - lse
+    else:
+        tail = torch.full_like(lse, float("-inf"))
+    return {"logprobs": (top - lse[:, None]).half(), "indices": idx.to(index_dtype(num_classes)),
+            "lse": lse, "tail": tail}
+
+
+def topk_logits(packed: dict[str, Any], num_classes: int):
+    """Full float32 logits [B, C] from :func:`topk_pack`'s tables: the top-k classes get
+    their logits back (``lse + logprob``), every other class the same logit
+    ``lse + tail - log(C - k)``, so that softmax gives each top-k class its own probability
+    and spreads the remaining mass evenly over the other C - k classes.  At a temperature
+    T != 1 softmax(z / T) keeps the top-k classes' ratios, but the tail is the T-th root
+    of its mean probability per class, not the T-softened tail (more tail mass for T > 1)."""
+    lp, lse = packed["logprobs"].float(), packed["lse"].float()[:, None]
+    k = lp.shape[1]
+    if k < num_classes:
+        fill = lse + packed["tail"].float()[:, None] - math.log(num_classes - k)
+    else:
+        fill = lse  # every class is in the top k: nothing is filled
+    z = fill.expand(-1, num_classes).clone()
+    return z.scatter_(1, packed["indices"].long(), lse + lp)
+
+
+# -- building ------------------------------------------------------------------------------
+def _encode(fn, loader, device, progress: bool, desc: str) -> dict[str, Any]:
+    """``fn(images on device)`` -> dict of per-image tensors, over ``loader``, concatenated on cpu."""
     import torch
 
     from tqdm.auto import tqdm
 
-    out = []
+    parts: dict[str, list] = {}
     for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress):
-        out.append(teacher.encode(batch[0].to(device, non_blocking=True)).cpu())
-    return torch.cat(out) if out else torch.zeros(0, 0)
+        for name, t in fn(batch[0].to(device, non_blocking=True)).items():
+            parts.setdefault(name, []).append(t.cpu())
+    return {name: torch.cat(ts).contiguous() for name, ts in parts.items()}
+
+
+def _check_topk(topk: int | None, specs: Sequence, teacher_file, file_dict: dict, num_classes: int) -> None:
+    """``--topk``: the specs ask for it (key teacher_cache_topk), 1 <= k <= C, zero-shot head."""
+    asked = _common(specs, "teacher_cache_topk")
+    if asked != topk:
+        raise ConfigError(f"teacher cache --topk {topk}: the run specs have key 'teacher_cache_topk' = {asked}; "
+                          f"they would refuse this cache (give the same k to both)")
+    if topk is not None and not 1 <= topk <= num_classes:
+        raise ConfigError(f"teacher cache --topk {topk}: expected an integer in [1, {num_classes}] (the class count)")
+    if topk is not None and file_dict["kind"] != "zeroshot":
+        raise ConfigError(f"teacher cache --topk {topk}: teacher file {teacher_file} is a {file_dict['kind']} "
+                          f"teacher, whose head needs the image features; build a feature cache (no --topk)")
 
 
 def build_cache(teacher_file: str | Path, specs: Sequence, out: str | Path, image_size: int | None = None,
                 dtype: str = "float16", batch_size: int = 256, num_workers: int = 0, device: str = "auto",
-                progress: bool = False) -> dict[str, Any]:
-    """Compute and write the cache for ``specs`` (RunSpecs sharing dataset, seed, crop scale)."""
+                progress: bool = False, topk: int | None = None) -> dict[str, Any]:
+    """Compute and write the cache for ``specs`` (RunSpecs sharing dataset, seed, crop scale):
+    the image features, or with ``topk`` the head's top-k logits (:func:`topk_pack`)."""
     import torch
 
     from .data import ImageList, eval_transform, get_dataset, views
-    from .models import encoder_identity, load_teacher, read_teacher_file
+    from .models import encoder_identity, head_identity, load_teacher, read_teacher_file
     from .train import resolve_device
 
     if not specs:
@@ -102,41 +171,52 @@ def build_cache(teacher_file: str | Path, specs: Sequence, out: str | Path, imag
     if dtype not in ("float16", "float32"):
         raise ConfigError(f"teacher cache: dtype {dtype!r}: expected float16 or float32")
     source = get_dataset(dataset, root)
+    file_dict = read_teacher_file(teacher_file, expected_classes=source.num_classes)
+    _check_topk(topk, specs, teacher_file, file_dict, source.num_classes)
     keys = np.unique(np.concatenate([run_schedule(s, source).teacher_keys(s.epochs) for s in specs]))
     dev = resolve_device(device)
     teacher = load_teacher(teacher_file, dev, expected_classes=source.num_classes)
-    encoder = encoder_identity(read_teacher_file(teacher_file))
+    store = getattr(torch, dtype)
+    if topk is None:
+        fn = lambda x: {"features": teacher.encode(x).to(store)}  # noqa: E731
+    else:
+        fn = lambda x: topk_pack(teacher.logits_from_features(teacher.encode(x)), topk)  # noqa: E731
     loader_kw = dict(num_workers=num_workers, pin_memory=dev.type == "cuda")
     train_set = views.ViewDataset(source, source.items("train"), size, scale, seed, mask_labels=True,
                                   interpolation=interpolation)
     batches = [keys[i:i + batch_size].tolist() for i in range(0, len(keys), batch_size)]
-    feats = _encode(teacher, torch.utils.data.DataLoader(train_set, batch_sampler=batches, **loader_kw),
+    train = _encode(fn, torch.utils.data.DataLoader(train_set, batch_sampler=batches, **loader_kw),
                     dev, progress, "teacher cache (train views)")
     test_items = source.items("test")
     test_loader = torch.utils.data.DataLoader(ImageList(source, test_items, eval_transform(size)),
                                               batch_size=batch_size, **loader_kw)
-    test_feats = _encode(teacher, test_loader, dev, progress, "teacher cache (test)")
-    store = getattr(torch, dtype)
+    test = _encode(fn, test_loader, dev, progress, "teacher cache (test)")
     record = {"format": FORMAT, "version": VERSION,
-              **cache_meta(source, specs[0], encoder, size),
-              "keys": torch.from_numpy(keys), "features": feats.to(store).contiguous(),
-              "test_features": test_feats.to(store).contiguous(),
+              **cache_meta(source, specs[0], encoder_identity(file_dict), size, head_identity(file_dict)),
+              "keys": torch.from_numpy(keys), "num_classes": source.num_classes, **train,
+              **{f"test_{name}": t for name, t in test.items()},
               "test_labels": torch.tensor([int(y) for _, y in test_items], dtype=torch.int64),
               "teacher_forwards": int(len(keys) + len(test_items)), "runs": len(specs)}
     atomic_torch_save(record, out)
-    return {"views": int(len(keys)), "test_images": len(test_items), "dim": int(feats.shape[1]),
-            "bytes": Path(out).stat().st_size}
+    per_view = sum(t.element_size() * t[0].numel() for t in train.values()) if len(keys) else 0
+    return {"views": int(len(keys)), "test_images": len(test_items), "topk": topk, "bytes_per_view": per_view,
+            "dim": int(train["features"].shape[1]) if topk is None else None, "bytes": Path(out).stat().st_size}
 
 
 class TeacherCache:
-    """A loaded cache (memory-mapped); :meth:`features` looks up packed view keys."""
+    """A loaded cache (memory-mapped); :meth:`outputs` looks up packed view keys."""
 
     def __init__(self, path: str | Path, record: dict[str, Any]):
         self.path = Path(path)
-        self.meta = {k: record[k] for k in META_KEYS}
+        self.meta = {k: record.get(k) for k in META_KEYS}
+        self.topk = record.get("topk")
+        self.num_classes = record.get("num_classes")
         self.keys = record["keys"].numpy()
-        self.features_table = record["features"]
-        self.test_features = record["test_features"]
+        names = ("features",) if self.topk is None else TOPK_TABLES
+        self.tables = {name: record[name] for name in names}
+        self.test_tables = {name: record[f"test_{name}"] for name in names}
+        self.features_table = self.tables.get("features")
+        self.test_features = self.test_tables.get("features")
         self.test_labels = record["test_labels"]
 
     @classmethod
@@ -155,14 +235,14 @@ class TeacherCache:
                                   f"{type(e).__name__}") from None
         if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("version") != VERSION:
             raise CheckpointError(f"{path} is not a dho teacher cache (format {FORMAT} v{VERSION})")
-        for key in META_KEYS:
+        for key in META_KEYS:  # (a feature cache written before top-k existed has neither topk nor head)
             if key != "image_size" and record.get(key) != expected[key]:
                 raise ConfigError(f"teacher cache {path} was made for {key} = {record.get(key)!r}, this run has "
                                   f"{expected[key]!r}; rebuild it (dho teacher cache) or set teacher_cache: null")
         return cls(path, record)
 
-    def features(self, keys):
-        """Cached features (stored dtype, cpu) of packed view keys [B] -> [B, D]."""
+    def _rows(self, keys):
+        """Row of each packed view key [B] (a tensor index); ConfigError for a key not cached."""
         import torch
 
         from .data.views import unpack_keys
@@ -175,7 +255,31 @@ class TeacherCache:
             e, p, i = (int(a[0]) for a in unpack_keys(k[missing][:1]))
             raise ConfigError(f"teacher cache {self.path} has no view (epoch {e}, pass {p}, image {i}): it was "
                               f"built for other runs; rebuild it with this run's spec")
-        return self.features_table[torch.from_numpy(pos_c)]
+        return torch.from_numpy(pos_c)
+
+    def features(self, keys):
+        """Cached features (stored dtype, cpu) of packed view keys [B] -> [B, D]."""
+        if self.topk is not None:
+            raise ConfigError(f"teacher cache {self.path} holds top-{self.topk} logits, not image features")
+        return self.features_table[self._rows(keys)]
+
+    def _outputs(self, tables: dict[str, Any], head, device) -> dict[str, Any]:
+        if self.topk is not None:
+            return {"logits": topk_logits({n: t.to(device, non_blocking=True) for n, t in tables.items()},
+                                          self.num_classes)}
+        f = tables["features"].to(device, non_blocking=True).float()
+        return {"embedding": f, "logits": head.logits_from_features(f)}
+
+    def outputs(self, keys, head, device) -> dict[str, Any]:
+        """The teacher outputs on the views ``keys`` [B] (float32 on ``device``): ``logits``
+        (``head`` applied to the features, or rebuilt from the top-k) and, in a feature
+        cache, ``embedding`` (the features)."""
+        rows = self._rows(keys)
+        return self._outputs({n: t[rows] for n, t in self.tables.items()}, head, device)
+
+    def test_logits(self, head, device):
+        """The teacher's logits on the test split (float32 on ``device``), in label order."""
+        return self._outputs(self.test_tables, head, device)["logits"]
 
 
 def load_specs(files: Sequence[str]) -> list:
@@ -197,22 +301,29 @@ def _cmd_cache(args) -> int:
     specs = load_specs(args.spec)
     info = build_cache(args.teacher, specs, args.out, image_size=args.image_size, dtype=args.dtype,
                        batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-                       progress=not args.quiet)
+                       progress=not args.quiet, topk=args.topk)
+    what = f"dim {info['dim']}" if args.topk is None else f"top-{args.topk} logits"
     print(f"{args.out}: {info['views']} training views + {info['test_images']} test images for {len(specs)} "
-          f"run(s), dim {info['dim']}, {info['bytes'] / 2**20:.1f} MiB")
+          f"run(s), {what}, {info['bytes_per_view']} bytes per view, {info['bytes'] / 2**20:.1f} MiB")
     return 0
 
 
 def add_cli(tsub) -> None:
     """``dho teacher cache`` (added under ``dho teacher`` by :mod:`dho.models.cli`)."""
-    c = tsub.add_parser("cache", help="teacher image features on every training view of a group of runs")
+    c = tsub.add_parser("cache", help="teacher image features (or top-k logits) on every training view of a "
+                                      "group of runs")
     c.add_argument("--teacher", required=True, help="teacher file (its image tower is what is cached)")
     c.add_argument("--spec", action="extend", nargs="+", required=True, metavar="FILE",
                    help="run spec file(s), each one spec or a list of specs; they must share dataset, "
                         "data_root, seed and crop_scale_min")
     c.add_argument("--image-size", type=int, default=None, help="crop resolution fed to the teacher "
                    "(default: the specs' image_size)")
-    c.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="stored dtype (float16)")
+    c.add_argument("--dtype", default="float16", choices=("float16", "float32"),
+                   help="stored dtype of the features (float16)")
+    c.add_argument("--topk", type=int, default=None, metavar="K",
+                   help="store the zero-shot head's K largest logits per view (fp16 log-probabilities, class "
+                        "indices, logsumexp, remaining mass: 4K+8 bytes) instead of the features; the specs "
+                        "must have key teacher_cache_topk = K (default: features, exact)")
     c.add_argument("--batch-size", type=int, default=256, help="teacher batch size (256)")
     c.add_argument("--num-workers", type=int, default=0, help="data loader workers (0)")
     c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")

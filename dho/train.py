@@ -279,7 +279,7 @@ class _Run:
 
     def _load_teacher(self, path: Path, num_classes: int) -> None:
         """The live teacher, or (key ``teacher_cache``) its head + the cached image features."""
-        from .models import encoder_identity, load_teacher, load_teacher_head, read_teacher_file
+        from .models import encoder_identity, head_identity, load_teacher, load_teacher_head, read_teacher_file
 
         spec = self.spec
         if spec.teacher_cache is None:
@@ -289,8 +289,22 @@ class _Run:
         from .teacher_cache import TeacherCache, cache_meta
 
         self.teacher = load_teacher_head(path, self.device, expected_classes=num_classes).eval()
-        expected = cache_meta(self.source, spec, encoder_identity(read_teacher_file(path)))
+        file_dict = read_teacher_file(path)
+        if spec.teacher_cache_topk is not None:
+            self._check_topk_teacher(path, file_dict["kind"])
+        expected = cache_meta(self.source, spec, encoder_identity(file_dict), head=head_identity(file_dict))
         self.teacher_cache = TeacherCache.load(spec.teacher_cache, expected)
+
+    def _check_topk_teacher(self, path: Path, kind: str) -> None:
+        """A top-k cache holds one zero-shot head's logits: no features for other heads or methods."""
+        k = self.spec.teacher_cache_topk
+        if kind != "zeroshot":
+            raise ConfigError(f"key 'teacher_cache_topk' = {k}: teacher file {path} is a {kind} teacher, whose "
+                              f"head needs the image features; use a feature cache (teacher_cache_topk: null)")
+        if set(self.method.teacher_outputs) - {"logits"}:
+            raise ConfigError(f"key 'teacher_cache_topk' = {k}: method '{self.spec.method}' needs the teacher's "
+                              f"{', '.join(sorted(set(self.method.teacher_outputs) - {'logits'}))}; "
+                              f"use a feature cache (teacher_cache_topk: null)")
 
     def _loader(self, dataset, batch_size: int = 1, batches=None):
         """A loader in dataset order, or over ``batches`` (lists of view keys) when given;
@@ -523,12 +537,12 @@ class _Run:
         return {k: v.float().clone() for k, v in outputs.items()}
 
     def _cached_outputs(self, keys: torch.Tensor, wanted) -> dict[str, torch.Tensor]:
-        f = self.teacher_cache.features(keys).to(self.device, non_blocking=True).float()
         with torch.inference_mode():
-            out = {"embedding": f, "logits": self.teacher.logits_from_features(f)}
+            out = self.teacher_cache.outputs(keys, self.teacher, self.device)
         unknown = sorted(set(wanted) - set(out))
         if unknown:
-            raise ConfigError(f"teacher outputs {', '.join(unknown)} are not in a teacher cache; known: embedding, logits")
+            raise ConfigError(f"teacher outputs {', '.join(unknown)} are not in teacher cache "
+                              f"{self.teacher_cache.path}; known: {', '.join(sorted(out))}")
         return {k: out[k].float().clone() for k in wanted}
 
     @staticmethod
@@ -587,9 +601,9 @@ class _Run:
     def _teacher_accuracy(self, dataset) -> float:
         from .inference import accuracy
 
-        if self.teacher_cache is not None:  # the cache holds the test split's features
+        if self.teacher_cache is not None:  # the cache holds the test split's features (or top-k logits)
             with torch.inference_mode():
-                logits = self.teacher.logits_from_features(self.teacher_cache.test_features.to(self.device).float())
+                logits = self.teacher_cache.test_logits(self.teacher, self.device)
             return float(accuracy(logits.cpu(), self.teacher_cache.test_labels))
         logits, labels = [], []
         for x, y, *_ in self._loader(dataset, max(self.spec.batch_size, self.spec.unlabeled_batch_size)):

@@ -262,6 +262,19 @@ def encoder_identity(d: dict[str, Any]) -> dict[str, str]:
     return ident
 
 
+def head_identity(d: dict[str, Any]) -> dict[str, str]:
+    """What fixes a teacher file's head (features -> logits): its kind and the sha256 of its
+    head tensors and numbers (text classifier; Tip-Adapter-F's cache model and alpha/beta)."""
+    import hashlib
+
+    h = hashlib.sha256(str(d["kind"]).encode())
+    for key in ("text_classifier", *(_REQUIRED_TIP if d["kind"] == "tip_adapter_f" else ())):
+        v = d[key]
+        h.update(v.detach().cpu().float().contiguous().numpy().tobytes() if isinstance(v, torch.Tensor)
+                 else repr(float(v)).encode())
+    return {"kind": str(d["kind"]), "sha256": h.hexdigest()}
+
+
 def load_teacher_head(path: str | Path, device: str | torch.device = "cpu",
                       expected_classes: int | Sequence[str] | None = None) -> ZeroShotTeacher:
     """A teacher without its image tower: only ``logits_from_features`` works (for logits

@@ -223,6 +223,7 @@ class Suite:
                 if level not in self.labels:
                     raise ConfigError(f"config key '{self.key}.methods.{name}.labels': unknown label level "
                                       f"'{level}'; the suite's: {', '.join(self.labels)}")
+        self._check_cache_topk()
         for dataset in self.cfg["datasets"]:  # RunSpec types, ranges and protocol checks (dho.protocol)
             for name, s in self.students.items():
                 for method in self.methods:
@@ -346,6 +347,31 @@ class Suite:
     def caches(self) -> bool:
         return bool(self.cfg.get("teacher_cache", False))
 
+    @property
+    def cache_topk(self) -> int | None:
+        """k of ``teacher_cache: {topk: k}`` (the cache holds top-k logits); None: features."""
+        value = self.cfg.get("teacher_cache")
+        return value.get("topk") if isinstance(value, dict) else None
+
+    def _check_cache_topk(self) -> None:
+        """A top-k cache holds a zero-shot head's logits: no teacher or method that needs features."""
+        k = self.cache_topk
+        if k is None:
+            return
+        for teacher in {t for m in self.methods for t in self.teachers_of(m) if t != NO_TEACHER}:
+            kind = self.cfg["teachers"][teacher]["kind"]
+            if kind != "zeroshot":
+                raise ConfigError(f"config key '{self.key}.teacher_cache' = {{topk: {k}}}: teacher '{teacher}' is "
+                                  f"{kind}, whose head needs the image features; use teacher_cache: true")
+        from ..catalog import catalog
+
+        outputs = catalog()["teacher_outputs"]
+        for name, m in self.methods.items():
+            needs = sorted(set(outputs.get(m.method, ["logits"])) - {"logits"})
+            if not m.external and needs and self.teachers_of(name) != [NO_TEACHER]:
+                raise ConfigError(f"config key '{self.key}.teacher_cache' = {{topk: {k}}}: method '{name}' needs "
+                                  f"the teacher's {', '.join(needs)}; use teacher_cache: true")
+
     def tower(self, teacher: str) -> str:
         """The teacher whose image tower ``teacher`` uses: its ``base`` (Tip-Adapter-F) or itself."""
         return self.cfg["teachers"][teacher].get("base", teacher)
@@ -425,6 +451,8 @@ class Suite:
                   "teacher": cell.teacher, "method": cell.method, "seed": str(cell.seed)})
         if self.cache_of(cell) is not None:
             spec["teacher_cache"] = self.cache_of(cell)
+            if self.cache_topk is not None:
+                spec["teacher_cache_topk"] = self.cache_topk
         return spec
 
     def train_inputs(self, cell: Cell) -> dict[str, str]:

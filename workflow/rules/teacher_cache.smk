@@ -4,6 +4,8 @@
 # it (all label levels, students, methods, and the Tip-Adapter-F teachers built on that
 # tower).  The compiler writes those runs' specs to `<cache>.specs.json` (an input: a
 # changed run spec remakes the cache) and gives each run `teacher_cache: <cache>`.
+# With `teacher_cache: {topk: K}` the cache holds the zero-shot head's top-K logits per view
+# (`--topk K`, RunSpec key teacher_cache_topk) instead of the tower's features.
 # Without the key, runs call the teacher live.
 
 
@@ -15,6 +17,7 @@ rule teacher_cache:
         R + "/{suite}/teacher_cache/{dataset}/{tower}/seed{seed}.pt",
     params:
         device=lambda wc: S(wc).base_spec().device,
+        topk=lambda wc: "" if S(wc).cache_topk is None else f" --topk {S(wc).cache_topk}",
         launch=lambda wc: W.launch_flags(S(wc), teacher_res(wc), f"dho-cache-{wc.suite}-{wc.dataset}-{wc.tower}-{wc.seed}"),
     threads: lambda wc: W.threads(teacher_res(wc))
     resources:
@@ -26,5 +29,5 @@ rule teacher_cache:
         R + "/{suite}/logs/teacher_cache_{dataset}_{tower}_{seed}.log",
     shell:
         "{PY} submit-cmd {params.launch} --done {output} --"
-        " teacher cache --teacher {input.teacher} --spec {input.specs} --device {params.device} --quiet"
+        " teacher cache --teacher {input.teacher} --spec {input.specs} --device {params.device}{params.topk} --quiet"
         " --out {output} > {log} 2>&1"
