@@ -50,7 +50,8 @@ def live() -> dict[str, Any]:
     from .models.students import IMAGE_SIZE, RESNET_WIDTH
     return {"paper_layouts": _paper_layouts(), "students": STUDENTS.names(),
             "methods": {name: bool(METHODS.get(name).needs_teacher) for name in METHODS.names()},
-            "teacher_outputs": {name: list(METHODS.get(name).teacher_outputs) for name in METHODS.names()},
+            "teacher_outputs": {name: list(getattr(METHODS.get(name), "teacher_outputs", ("logits",)))
+                                for name in METHODS.names()},
             "student_defaults": {"width": RESNET_WIDTH, "image_size": IMAGE_SIZE}}
 
 
