@@ -1,26 +1,49 @@
-"""The teacher-output cache: the teacher's image features on every training view that a
-group of runs will show it, computed once (``dho teacher cache``) and read by each run
-(spec key ``teacher_cache``).
+"""The teacher-output cache: the teacher's image features (or its top-k logits) on every
+training view that a group of runs will show it, computed once (``dho teacher cache``) and
+read by each run (spec key ``teacher_cache``).
 
-What is cached.  The L2-normalised image features of the teacher's image tower (fp16 by
-default), not its logits: the zero-shot head (``100 f W``) and Tip-Adapter-F's cache model
-are cheap functions of the features, applied at training time, so one cache serves every
-teacher built on the same image tower (zero-shot and each label level's Tip-Adapter-F),
-every student, method and label level that shares (dataset, seed, crop scale).  A feature
-costs ``2 * D`` bytes whatever the class count (RN50: 2 KB, ViT-H/14: 2 KB), so no top-k
-truncation of 1000-class logits is needed and KD sees the teacher's full distribution.
+What is cached (default: features, exact).  The L2-normalised image features of the
+teacher's image tower (fp16 by default), not its logits: the zero-shot head (``100 f W``)
+and Tip-Adapter-F's cache model are cheap functions of the features, applied at training
+time, so one cache serves every teacher built on the same image tower (zero-shot and each
+label level's Tip-Adapter-F), every student, method and label level that shares (dataset,
+seed, crop scale).  A feature costs ``2 * D`` bytes whatever the class count (RN50: 2 KB,
+ViT-H/14: 2 KB) and KD sees the teacher's full distribution.
+
+Top-k mode (``--topk K``, spec key ``teacher_cache_topk``, suite key ``teacher_cache:
+{topk: K}``).  For a zero-shot teacher only: per view the K largest logits of its head as
+log-probabilities ``logit - lse`` (fp16), their class indices (int16; int32 past 32767
+classes), ``lse`` = the logsumexp of all C logits and the log of the remaining mass
+``1 - sum of the top-K probabilities`` (both fp32, from the fp32 logits): ``4K + 8`` bytes
+per view (K = 10: 48 bytes against 2048 for a 1024-d feature).  At training time
+:func:`topk_logits` rebuilds C logits: the top-K classes get their own logits back and
+every other class the same logit ``lse + log(rest / (C - K))``.  So softmax (T = 1) gives
+each top-K class its exact probability (to the fp16 rounding of its log-probability) and
+spreads the rest evenly over the other C - K classes; the argmax, the top-1 probability
+(pseudo-labels) and the teacher's test accuracy are exact.  Every method sees these
+rebuilt logits as the teacher's; KD at a temperature T divides them by T, so the top-K
+classes keep their exact ratios ``exp((t_i - t_j) / T)`` while each other class gets
+``(rest / (C - K))^(1/T)`` (relative to ``exp(lse)``), the T-softened mean rather than the
+softened tail itself: for T > 1 the tail gets more mass than the true softened teacher
+gives it (power-mean inequality), equal for T = 1, and a method that reads single tail
+logits (DKD's non-target term, DHKD's per-class binary KL, WKD) sees them flattened.  The
+head is baked into the file, so a Tip-Adapter-F teacher (its head needs features) and a
+method that needs the embedding (``kd_feature``) are refused with a top-k cache.
 
 Which views.  A view is fixed by its key (:mod:`dho.data.views`); the cache command
 replays the schedule of each run spec it is given (:meth:`Schedule.teacher_keys`) and
-stores the union of their keys, sorted, plus the teacher's features on the test split
-(for ``teacher_test_acc``).  A run asking for a key the cache lacks fails with a
-:class:`~dho.errors.ConfigError` naming the cache (it was built for other runs).
+stores the union of their keys, sorted, plus the teacher's features (or top-k) on the
+test split (for ``teacher_test_acc``).  A run asking for a key the cache lacks fails with
+a :class:`~dho.errors.ConfigError` naming the cache (it was built for other runs).
 
 Validity.  The file records the dataset, a hash of its train split, the augmentation seed,
-``crop_scale_min``, the crop resolution and the teacher's *encoder identity* (open_clip
-model, pretrained tag or weights file and that file's sha256).  A run whose spec or
-teacher file disagrees is refused; a changed weights file therefore invalidates the cache.
-The student's own resolution may differ from the cache's: it sees the same crop box.
+``crop_scale_min``, the crop resolution, the teacher's *encoder identity* (open_clip
+model, pretrained tag or weights file and that file's sha256) and ``topk`` with, for a
+top-k cache, the *head identity* (:func:`~dho.models.head_identity`: the sha256 of the
+head's tensors).  A run whose spec (``teacher_cache_topk``) or teacher file disagrees is
+refused with one line naming the field; a changed weights file or zero-shot head therefore
+invalidates the cache.  The student's own resolution may differ from the cache's: it sees
+the same crop box.
 """
 
 from __future__ import annotations
