@@ -4,11 +4,12 @@ squeue calls per waiting job per minute, through ``snakemake --profile slurm``.
     python -m benchmarks.waiting                        # the ci suite, 4 seeds, 3 epochs
     python -m benchmarks.waiting --seeds 8 --epochs 6 --json waiting.json
     python -m benchmarks.waiting --ref 46c9cb8          # the same for another commit
+    python -m benchmarks.waiting --methods ce,kd        # only these methods of the suite
 
 It copies the workflow (of the working tree, or of commit ``--ref``) into a scratch
-folder, sets the ``ci`` suite's seeds and epochs there, and runs ``snakemake --profile
-slurm --config suite=ci`` against the real cluster, with a ``squeue`` shim first on PATH
-that logs each call (time, caller's command) and execs the real squeue.  Meanwhile it
+folder, sets the ``ci`` suite's seeds and epochs there (``--methods``: keeps only those of
+its methods), and runs ``snakemake --profile slurm --config suite=ci`` against the real
+cluster, with a ``squeue`` shim first on PATH that logs each call (time, caller's command) and execs the real squeue.  Meanwhile it
 samples ``/proc`` every ``--sample-s`` for the launcher processes (``dho submit`` and
 ``dho submit-cmd``): each one's peak RSS (``VmHWM``) and how long it was seen.
 
@@ -37,11 +38,16 @@ from .common import bench_env, copy_workflow, machine, machine_line, table, writ
 LAUNCHER_WORDS = (" submit ", " submit-cmd ")
 
 
-def set_suite(config: Path, seeds: int, epochs: int) -> None:
+def set_suite(config: Path, seeds: int, epochs: int, methods: list[str] | None = None) -> None:
     cfg = yaml.safe_load(config.read_text())
     ci = cfg["suites"]["ci"]
     ci["seeds"] = list(range(1, seeds + 1))
     ci.setdefault("train", {})["epochs"] = epochs
+    if methods:
+        unknown = sorted(set(methods) - set(ci["methods"]))
+        if unknown:
+            raise SystemExit(f"--methods: {', '.join(unknown)} not in the ci suite ({', '.join(ci['methods'])})")
+        ci["methods"] = {m: ci["methods"][m] for m in methods}
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
@@ -128,11 +134,12 @@ def summarise(seen: dict[int, dict], calls: list[float]) -> dict:
             "busiest_minute_calls_per_job": busiest}
 
 
-def measure(seeds: int, epochs: int, ref: str | None, sample_s: float, timeout_s: float, keep: bool) -> dict:
+def measure(seeds: int, epochs: int, ref: str | None, sample_s: float, timeout_s: float, keep: bool,
+            methods: list[str] | None = None) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="bench-waiting-"))
     try:
         copy_workflow(scratch, ref)
-        set_suite(scratch / "config.yaml", seeds, epochs)
+        set_suite(scratch / "config.yaml", seeds, epochs, methods)
         log = scratch / "squeue_calls.log"
         log.touch()
         squeue_shim(scratch / "shim", log)
@@ -156,7 +163,8 @@ def measure(seeds: int, epochs: int, ref: str | None, sample_s: float, timeout_s
         if proc.returncode != 0:
             raise SystemExit(f"snakemake failed (exit {proc.returncode}): {out.strip().splitlines()[-5:]}")
         calls = [float(line.split()[0]) for line in log.read_text().splitlines() if line.strip()]
-        return {"ref": ref or "working tree", "seeds": seeds, "epochs": epochs, "wall_s": wall,
+        return {"ref": ref or "working tree", "seeds": seeds, "epochs": epochs,
+                "methods": ",".join(methods) if methods else "all", "wall_s": wall,
                 **summarise(sampler.seen, calls)}
     finally:
         if keep:
@@ -172,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=4, help="seeds of the ci suite: 4 training runs each (default 4)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per run (longer runs wait longer)")
+    ap.add_argument("--methods", default=None,
+                    help="comma-separated methods of the ci suite to keep (default: all of them)")
     ap.add_argument("--ref", default=None, help="measure this git commit instead of the working tree")
     ap.add_argument("--sample-s", type=float, default=0.5, help="seconds between /proc samples")
     ap.add_argument("--timeout-s", type=float, default=1800)
@@ -179,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     print(machine_line())
-    row = measure(args.seeds, args.epochs, args.ref, args.sample_s, args.timeout_s, args.keep)
-    print(table([row], ["ref", "launchers", "peak_rss_mb_submit", "peak_rss_mb_submit_cmd", "squeue_calls",
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    row = measure(args.seeds, args.epochs, args.ref, args.sample_s, args.timeout_s, args.keep, methods)
+    print(table([row], ["ref", "methods", "launchers", "peak_rss_mb_submit", "peak_rss_mb_submit_cmd", "squeue_calls",
                         "waiter_minutes", "calls_per_job_minute", "busiest_minute_calls_per_job", "wall_s"]))
     write_json(args.json, {"benchmark": "waiting", "machine": machine(), "rows": [row]})
     return 0

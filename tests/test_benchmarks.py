@@ -52,6 +52,12 @@ def test_overhead_benchmark_splits_a_demo_run(capsys):
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_waiting_benchmark_counts_squeue_calls_and_rss(capsys):
-    assert waiting.main(["--seeds", "1", "--epochs", "1"]) == 0
+def test_waiting_benchmark_counts_squeue_calls_and_rss(tmp_path, capsys):
+    # two methods, one with the teacher, so that both kinds of launcher wait (`dho submit`
+    # for the runs, `dho submit-cmd` for the teacher jobs); the whole suite only adds runs
+    out = tmp_path / "waiting.json"
+    assert waiting.main(["--seeds", "1", "--epochs", "1", "--methods", "ce,kd", "--json", str(out)]) == 0
     assert "calls_per_job_minute" in capsys.readouterr().out
+    row, = json.loads(out.read_text())["rows"]
+    assert row["methods"] == "ce,kd" and row["launchers"] >= 4  # 2 runs, the demo teacher, its zero-shot file
+    assert row["peak_rss_mb_submit"] > 0 and row["peak_rss_mb_submit_cmd"] > 0
