@@ -6,7 +6,7 @@ fraction of one demo run.
 
 Setup (not timed): a scratch copy of the workflow whose ``demo`` suite is cut to one
 cell (4 shots, ResNet-18, zero-shot teacher, dho, seed 1) with 5-step teacher/student
-pretraining (their quality does not change a run's cost); ``snakemake --cores 1`` builds
+pretraining on 256 rendered images each (their quality does not change a run's cost); ``snakemake --cores 1`` builds
 its data, teacher, student weights, split and MLflow store and trains the run once.
 
 Measured: the run is deleted and run again ``--repeat`` times exactly as the workflow's
@@ -61,8 +61,10 @@ def prepare(scratch: Path, epochs: int | None) -> tuple[Path, Path]:
     copy_repo(scratch, ("Snakefile", "config.yaml", "workflow", "profiles"))
     cfg = yaml.safe_load((scratch / "config.yaml").read_text())
     demo = cfg["suites"]["demo"]
-    demo["demo"]["teacher_args"] = ["--quiet", "--steps", "5"]
-    demo["demo"]["student_args"] = ["--quiet", "--steps", "5"]
+    # 5 steps on 256 rendered images, no zero-shot evaluation: the weights' quality and
+    # the pretraining pools do not change a run's cost (the architectures are the demo's)
+    demo["demo"]["teacher_args"] = ["--quiet", "--steps", "5", "--pool", "256", "--no-eval"]
+    demo["demo"]["student_args"] = ["--quiet", "--steps", "5", "--pool", "256"]
     demo.update(labels={"shots": [4]}, seeds=[1], methods={"dho": {}})
     demo["teachers"] = {"zs": demo["teachers"]["zs"]}
     if epochs:
