@@ -76,7 +76,10 @@ JobCompType=jobcomp/none
 MpiDefault=none
 # requeue on preemption/scontrol requeue keeps the same job id (submitit relies on it)
 JobRequeue=1
-KillWait=30
+# seconds between SIGTERM and SIGKILL of a cancelled/requeued job (SLURM's default: 30).
+# submitit ignores SIGTERM, so every scancel'd or requeued job of the tests holds its CPU
+# this long; 5 s keeps CI's 2-CPU node free (tests/test_slurm_launch.py reads the value)
+KillWait=5
 MinJobAge=300
 SlurmctldTimeout=30
 SlurmdTimeout=30

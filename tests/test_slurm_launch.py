@@ -128,17 +128,30 @@ def _requeue_and_start(jid: str) -> None:
     before it starts again: let it start now."""
     subprocess.run(["scontrol", "requeue", jid], check=True, capture_output=True)
     wait_for(lambda: squeue(jid).startswith("PENDING"), 180, "the requeue")
+    # slurmd revokes a job's credential when the job ends, to the second, and refuses a
+    # start whose credential is not newer ("Job credential revoked": the job fails
+    # instead): that is what the hold is for, so start it in a later second than the end
+    time.sleep(1.5)
     subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True, capture_output=True)
+
+
+def kill_wait_s() -> int:
+    """The cluster's KillWait: seconds from SIGTERM to SIGKILL of a cancelled/requeued job."""
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"^KillWait\s*=\s*(\d+)", out, re.M).group(1))
 
 
 def test_scontrol_requeue_resumes_from_the_epoch_checkpoint(shapes_root, tmp_path, env):
     """README fault table, preemption row: `scontrol requeue` sends SIGTERM, which submitit
     ignores ("Bypassing signal SIGTERM"), so TrainJob.checkpoint is never called; the run
-    goes on until SLURM kills it after KillWait (30 s here), then the requeued job resumes
-    from the last epoch checkpoint, and MLflow keeps one run with one value per epoch."""
+    goes on until SLURM kills it after KillWait (5 s on the cluster of .ci/slurm-up.sh), then
+    the requeued job resumes from the last epoch checkpoint, and MLflow keeps one run with
+    one value per epoch."""
     from dho.tracking import check_results
 
-    spec = tiny_spec(shapes_root, tmp_path, epochs=60)  # long enough to outlast KillWait
+    # long enough to outlast KillWait (an epoch takes ~0.6 s on 2 quiet cores)
+    epochs = 30 + 2 * kill_wait_s()
+    spec = tiny_spec(shapes_root, tmp_path, epochs=epochs)
     proc, run_dir = start_submit(spec, tmp_path, "requeued", env)
     jid = wait_for(lambda: job_id(run_dir), 60, "the job id")
     wait_for(lambda: epochs_done(run_dir) >= 2, 240, "two epochs")
@@ -153,7 +166,7 @@ def test_scontrol_requeue_resumes_from_the_epoch_checkpoint(shapes_root, tmp_pat
     assert len(resumed_after) == 1 and resumed_after[0] >= 2  # not restarted from scratch
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["slurm_job_id"] == jid
-    assert [int(r["epoch"]) for r in csv.DictReader((run_dir / "history.csv").open())] == list(range(1, 61))
+    assert [int(r["epoch"]) for r in csv.DictReader((run_dir / "history.csv").open())] == list(range(1, epochs + 1))
     assert check_results(tmp_path, spec["mlflow_uri"]) == (1, [])  # one MLflow run, no step logged twice
 
 
