@@ -188,3 +188,22 @@ def test_teacher_rules_use_the_launcher_and_teacher_resources(workdir, env):
     teachers = [ln for ln in p.stdout.splitlines() if "submit-cmd" in ln]
     assert len(teachers) == 2  # the demo's tiny CLIP and the zero-shot teacher
     assert all("submit-cmd --launcher local " in ln and "--cpus 1 --mem-gb 1 --time-min 15" in ln for ln in teachers)
+
+
+def test_slurm_poll_interval_reaches_every_launcher(workdir, env):
+    """config `slurm.poll_s` (the tests' 1 s) is passed to every `dho submit` and `dho
+    submit-cmd`; unset, the launchers keep their own default."""
+    import yaml
+
+    def launchers() -> list[str]:
+        p = snakemake(["-n", "-p", "--profile", "slurm", "--config", "suite=ci"], workdir, env, check=True)
+        return [ln for ln in p.stdout.splitlines() if "python -m dho submit" in ln]
+
+    lines = launchers()
+    assert lines and not any("--poll-s" in ln for ln in lines)
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["slurm"]["poll_s"] = 1.5
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    lines = launchers()
+    assert any(" submit-cmd " in ln for ln in lines) and any(" submit --launcher" in ln for ln in lines)
+    assert all(" --poll-s 1.5 " in ln for ln in lines), lines

@@ -606,6 +606,8 @@ class Workflow:
         s = self.config["slurm"]
         flags = [f"--max-requeues {s['max_requeues']}"]
         flags += [f"--{key} {s[key]}" for key in ("partition", "account", "qos") if s[key]]
+        if s.get("poll_s") is not None:
+            flags.append(f"--poll-s {s['poll_s']:g}")
         return " ".join(flags)
 
     def launch_flags(self, suite: Suite, res: Resources, name: str | None = None) -> str:
