@@ -96,6 +96,11 @@ class SlurmRequest:
     def tasks(self) -> int:
         return max(1, self.tasks_per_node)
 
+    @property
+    def cpus_per_task(self) -> int:
+        """``cpus`` is per node: its tasks share them (8 GPUs and 64 CPUs: 8 per rank)."""
+        return max(1, self.cpus // self.tasks)
+
     def default_max_wait_min(self) -> float:
         """Every allowed requeue running to its limit, plus a day in the queue."""
         return self.time_min * (self.max_requeues + 1) + 24 * 60
@@ -187,7 +192,7 @@ def _sbatch(fn: Callable, args: tuple, request: SlurmRequest, log_dir: Path, nam
     """Submit ``fn(*args)`` with ``request`` through submitit; sbatch errors as one line."""
     executor = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster="slurm",
                                      slurm_max_num_timeout=request.max_requeues)
-    params: dict[str, Any] = dict(name=name, timeout_min=request.time_min, cpus_per_task=request.cpus,
+    params: dict[str, Any] = dict(name=name, timeout_min=request.time_min, cpus_per_task=request.cpus_per_task,
                                   mem_gb=request.mem_gb, tasks_per_node=request.tasks, nodes=request.nodes)
     if request.gpus > 0:
         params["gpus_per_node"] = request.gpus
@@ -197,7 +202,7 @@ def _sbatch(fn: Callable, args: tuple, request: SlurmRequest, log_dir: Path, nam
     executor.update_parameters(**params)
     # sbatch exports this process's environment: size the job's thread pools to its CPUs
     # (Snakemake sets OMP_NUM_THREADS to the rule's threads, 0 for a waiting launcher)
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(request.cpus)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(request.cpus_per_task)
     try:
         return executor.submit(fn, *args)
     except Exception as e:  # sbatch's own message (bad partition, gres, ...) is the useful part
@@ -483,7 +488,7 @@ def _add_launch_args(p: argparse.ArgumentParser, log_dir_help: str) -> None:
     p.add_argument("--account", default=None)
     p.add_argument("--qos", default=None)
     p.add_argument("--gpus", type=_positive(int), default=0, help="GPUs per node (default 0)")
-    p.add_argument("--cpus", type=_positive(int), default=1, help="CPUs per job (per task; default 1)")
+    p.add_argument("--cpus", type=_positive(int), default=1, help="CPUs per node, shared by its tasks (default 1)")
     p.add_argument("--nodes", type=_positive(int), default=1, help="nodes per job (data-parallel; default 1)")
     p.add_argument("--tasks-per-node", type=int, default=0,
                    help="processes per node, one data-parallel rank each (dho submit: default one per GPU; "

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,17 @@ def edit_suite(workdir: Path, suite: str, edit) -> None:
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     edit(cfg["suites"][suite])
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def cut_ci(methods) -> Callable[[dict], None]:
+    """An :func:`edit_suite` edit: the ``ci`` suite cut to ``methods`` on its ResNet-18 alone
+    (Table 2's students and the linear evaluation dropped), for tests about the workflow
+    rather than the comparison rows."""
+    def edit(s: dict) -> None:
+        s["methods"] = {m: {} for m in methods}
+        s["students"] = {"resnet18": s["students"]["resnet18"]}
+        s.pop("linear_eval", None)
+    return edit
 
 
 def snakemake(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120, check: bool = False

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import edit_suite, slurm_available, snakemake
+from conftest import cut_ci, edit_suite, slurm_available, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 CELLS = {"ce": "none", "kd": "zs", "dho": "zs", "pseudo_label": "zs"}  # method -> teacher
@@ -60,7 +60,7 @@ def nothing_to_do(args: list[str], workdir: Path, env: dict) -> None:
 
 def change_and_rerun(args: list[str], workdir: Path, env: dict) -> None:
     # the ci suite cut to four methods (one without a teacher) to keep the test short
-    edit_config(workdir, lambda s: s.update(methods={m: {} for m in CELLS}))
+    edit_config(workdir, cut_ci(CELLS))
     snakemake(args, workdir, env, timeout=1500, check=True)
     first = fingerprints(workdir)
     assert len(runs_csv(workdir)) == len(CELLS)

@@ -80,6 +80,29 @@ def test_ci_grid_lists_methods_explicitly_and_asks_the_registry_for_teachers():
     assert cells == {(m, "none" if m == "ce" else "zs") for m in suite.methods}
 
 
+def test_student_methods_restrict_its_cells():
+    """ci: every method on the ResNet-18; Table 2's students only with their `methods:`."""
+    suite = compiled().suite("ci")
+    by_student = {}
+    for c in suite.grid:
+        by_student.setdefault(c.student, set()).add(c.method)
+    assert by_student["resnet18"] == set(suite.methods)
+    for student in ("clip_tiny_frozen", "vpt_tiny", "coop_tiny"):
+        assert by_student[student] == {"ce", "dho_labeled", "dho"}
+    assert len(suite.grid) == len(suite.methods) + 3 * 3
+    # linear_eval selects the ResNet-18's runs of its methods only
+    assert {(c.student, c.method) for c in suite.linear_eval_cells()} == {
+        ("resnet18", m) for m in ("kd_feature", "kd", "dho")}
+
+
+def test_student_methods_must_be_the_suites():
+    def typo(suites):
+        suites["ci"]["students"]["vpt_tiny"]["methods"] = ["ce", "dhoo"]
+
+    with pytest.raises(ConfigError, match="suites.ci.students.vpt_tiny.methods': unknown method 'dhoo'"):
+        compiled(edit=typo).compiled()
+
+
 def test_fewshot_grid_size():
     suite = compiled("fewshot").suite("fewshot")
     # 10 datasets x 5 shot levels x 2 students x (ce + {kd, dho, pseudo_label} x {zs, fs})
@@ -113,6 +136,29 @@ def test_resources_fall_back_on_the_launchers_defaults():
     res = compiled(edit=drop).suite("ci").resources("resnet18", "kd")
     d = SlurmRequest()
     assert (res.gpus, res.cpus, res.mem_gb, res.time_min) == (d.gpus, d.cpus, d.mem_gb, d.time_min)
+
+
+def test_multi_node_runs_ask_for_their_nodes_and_share_cpus_among_ranks():
+    """resources.nodes reaches `dho submit` (one data-parallel task per GPU of each node);
+    cpus are per node, split among its tasks (8 GPUs, 64 CPUs: 8 CPUs per rank)."""
+    from dho.launch import SlurmRequest
+
+    def two_nodes(suites):
+        suites["table3"]["resources"]["default"].update(nodes=2)
+
+    wf = compiled("table3", edit=two_nodes)
+    suite = wf.suite("table3")
+    res = suite.resources("clip_vit_b16", "dho")
+    assert res.nodes == 2 and "--gpus 8 --cpus 64" in res.flags() and res.flags().endswith(" --nodes 2")
+    assert "--nodes" not in compiled("table3").suite("table3").resources("clip_vit_b16", "dho").flags()
+    assert SlurmRequest(gpus=8, cpus=64, tasks_per_node=8).cpus_per_task == 8
+    assert SlurmRequest(cpus=1, tasks_per_node=2).cpus_per_task == 1 and SlurmRequest(cpus=6).cpus_per_task == 6
+
+    def zero_nodes(suites):
+        suites["table3"]["resources"]["default"].update(nodes=0)
+
+    with pytest.raises(ConfigError, match="suites.table3.resources.default.nodes"):
+        compiled("table3", edit=zero_nodes).compiled()
 
 
 def test_teacher_commands_come_from_the_kind_registry():

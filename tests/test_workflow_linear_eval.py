@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import edit_suite, snakemake
+from conftest import cut_ci, edit_suite, snakemake
 from dho.cli import main
 from dho.errors import DataError
 from dho.results.linear import LINEAR_COLUMNS, collect_linear, read_linear_csv, write_linear_csv
@@ -70,7 +70,8 @@ def test_paper_table_cli_reads_linear_eval_csv(tmp_path, capsys):
 
 
 def test_dry_run_lists_the_selected_runs_only(workdir, env):
-    edit_suite(workdir, "ci", lambda s: s.update(linear_eval={"methods": ["dho", "kd"], "args": ["--epochs", "3"]}))
+    edit_suite(workdir, "ci", lambda s: s.update(linear_eval={"students": ["resnet18"], "methods": ["dho", "kd"],
+                                                                "args": ["--epochs", "3"]}))
     p = snakemake(["-n", "-p", "--config", "suite=ci"], workdir, env, check=True)
     jobs = [line for line in p.stdout.splitlines() if " linear-eval --run-dir " in line]
     assert len(jobs) == 2, jobs
@@ -88,7 +89,8 @@ def test_unknown_filter_name_fails_at_parse_time(workdir, env):
 @pytest.mark.slow
 def test_linear_eval_end_to_end_on_ci(workdir, env):
     """One real ci run (DHO), its linear evaluation and linear_eval.csv, through the workflow."""
-    edit_suite(workdir, "ci", lambda s: s.update(methods={"dho": {}}, linear_eval={"args": ["--epochs", "2"]}))
+    edit_suite(workdir, "ci", cut_ci(["dho"]))
+    edit_suite(workdir, "ci", lambda s: s.update(linear_eval={"args": ["--epochs", "2"]}))
     snakemake(["--cores", "1", "--config", "suite=ci", "--", "results/ci/linear_eval.csv"], workdir, env,
               timeout=900, check=True)
     df = read_linear_csv(workdir / "results/ci/linear_eval.csv")

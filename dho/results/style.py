@@ -48,6 +48,7 @@ _METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("dho_nl_ce", "DHO, non-linear CE head", "#f7b6d2", "d"),
     ("dho_nl_kd", "DHO, non-linear KD head", "#98df8a", "d"),
     ("dho_nl_both", "DHO, non-linear heads", "#9edae5", "d"),
+    ("dho_labeled", "DHO, no unlabeled data", "#ff9896", "*"),
     ("dho", "DHO", "#d62728", "*"),
 )
 KNOWN_METHODS: dict[str, MethodStyle] = {

@@ -52,13 +52,15 @@ class Resources:
     cpus: int
     mem_gb: float
     time_min: int
+    nodes: int = 1  # SLURM nodes of one data-parallel run (gpus: per node; local runs ignore it)
 
     @property
     def mem_mb(self) -> int:
         return int(self.mem_gb * 1024)
 
     def flags(self) -> str:
-        return f"--gpus {self.gpus} --cpus {self.cpus} --mem-gb {self.mem_gb:g} --time-min {self.time_min}"
+        nodes = f" --nodes {self.nodes}" if self.nodes > 1 else ""
+        return f"--gpus {self.gpus} --cpus {self.cpus} --mem-gb {self.mem_gb:g} --time-min {self.time_min}{nodes}"
 
 
 def _default_resources() -> dict[str, Any]:
@@ -98,6 +100,10 @@ class StudentEntry:
     pretrained: bool
     kwargs: dict
     train: dict
+    methods: tuple[str, ...] | None = None   # the suite's methods it is trained with (None: all)
+
+    def trains(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
 
     @property
     def demo_weights(self) -> bool:
@@ -167,7 +173,8 @@ class Suite:
     @functools.cached_property
     def students(self) -> dict[str, StudentEntry]:
         return {name: StudentEntry(name, s.get("student", name), s.get("pretrained", True),
-                                   dict(s.get("kwargs", {})), dict(s.get("train", {})))
+                                   dict(s.get("kwargs", {})), dict(s.get("train", {})),
+                                   tuple(s["methods"]) if s.get("methods") else None)
                 for name, s in self.cfg["students"].items()}
 
     @functools.cached_property
@@ -179,7 +186,8 @@ class Suite:
         return tuple(Cell(self.name, dataset, labels, student, teacher, method, seed)
                      for dataset in self.cfg["datasets"] for labels in self.labels
                      for student in self.students for method in self.methods
-                     if self.methods[method].labels is None or labels in self.methods[method].labels
+                     if self.students[student].trains(method)
+                     and (self.methods[method].labels is None or labels in self.methods[method].labels)
                      for teacher in self.teachers_of(method)
                      for seed in self.cfg["seeds"])
 
@@ -223,10 +231,15 @@ class Suite:
                 if level not in self.labels:
                     raise ConfigError(f"config key '{self.key}.methods.{name}.labels': unknown label level "
                                       f"'{level}'; the suite's: {', '.join(self.labels)}")
+        for name, s in self.students.items():
+            for method in s.methods or ():
+                if method not in self.methods:
+                    raise ConfigError(f"config key '{self.key}.students.{name}.methods': unknown method "
+                                      f"'{method}'; the suite's methods: {', '.join(self.methods)}")
         self._check_cache_topk()
         for dataset in self.cfg["datasets"]:  # RunSpec types, ranges and protocol checks (dho.protocol)
             for name, s in self.students.items():
-                for method in self.methods:
+                for method in filter(s.trains, self.methods):
                     for teacher in self.teachers_of(method):
                         settings = dict(self.train_settings(dataset, name, method, teacher), dataset=dataset,
                                         student=s.student, student_pretrained=s.pretrained, student_kwargs=s.kwargs)
