@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import snakemake
+from conftest import cut_ci, edit_suite, snakemake
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -116,12 +116,13 @@ def fake_run(run_dir: Path, cell: dict) -> None:
 
 
 def fake_ci_runs(workdir: Path) -> dict:
-    """A faked run dir (fake_run) for every method of the `ci` suite in ``workdir``'s config;
-    returns the suite's methods."""
+    """A faked run dir (fake_run) for every method of the `ci` suite in ``workdir``'s config,
+    the suite first cut to its ResNet-18 (conftest.cut_ci); returns the suite's methods."""
     import yaml
 
     from dho.methods import METHODS
 
+    edit_suite(workdir, "ci", cut_ci())
     methods = yaml.safe_load((workdir / "config.yaml").read_text())["suites"]["ci"]["methods"]
     for method, m in methods.items():
         registry_method = m.get("method", method)

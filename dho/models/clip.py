@@ -82,14 +82,17 @@ def _unavailable(model: str, tag: str, cache_dir: str, why: str) -> WeightsUnava
         f"set HF_HUB_OFFLINE=1 to fail fast")
 
 
-def create_clip(model: str, pretrained: str | None, device: str | torch.device = "cpu"):
-    """Create the open_clip model ``model`` with ``pretrained`` = tag, local file or None.
+def create_clip(model: str, pretrained: str | None, device: str | torch.device | None = None):
+    """Create the open_clip model ``model`` with ``pretrained`` = tag, local file or None, on
+    ``device`` (default torch's current default device: the meta device inside
+    ``with torch.device("meta")``, as ``dho plan`` counts FLOPs of the prompt students).
 
     None gives random weights (tiny test/demo models only).  Raises ConfigError for an
     unknown model name or tag, WeightsUnavailable when a tag's weights are not cached and
     cannot be downloaded, CheckpointError when a local file cannot be loaded.
     """
     oc = open_clip()
+    device = torch.get_default_device() if device is None else device
     if oc.get_model_config(model) is None:
         raise ConfigError(f"unknown open_clip model '{model}'; expected a name from "
                           f"open_clip.list_models() or a config in {CONFIG_DIR}")
