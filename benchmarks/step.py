@@ -371,15 +371,18 @@ def plan_record(args, medians: dict, costs: dict, fl: dict, device_name: str) ->
             "step_s_authors": medians["authors_compute"]}
 
 
-def result_rows(args, medians: dict[str, float]) -> list[dict]:
-    """Throughput (images per second) and ratio (authors' seconds per step / ours) per
-    teacher (live, cache) and per setting (compute only, with the data pipeline)."""
+def result_rows(args, times: dict[str, list[float]]) -> list[dict]:
+    """Throughput (images per second, medians) and ratio (authors' seconds per step / ours)
+    per teacher (live, cache) and per setting (compute only, with the data pipeline):
+    ``ratio`` of the medians, and ``ratio_rounds``, the median of each round's ratio (the
+    two steps of a round ran minutes apart at most: steadier when the load changes)."""
     images = 2 * args.batch
+    med = {n: statistics.median(ts) for n, ts in times.items()}
     settings = (("compute", "compute only (tensors in memory)"),
                 ("pipeline", f"with the data pipeline ({args.workers} workers)"))
-    return [{"teacher": teacher, "what": what, "ours_img_s": images / medians[f"{ours}_{kind}"],
-             "authors_img_s": images / medians[f"authors_{kind}"],
-             "ratio": medians[f"authors_{kind}"] / medians[f"{ours}_{kind}"]}
+    return [{"teacher": teacher, "what": what, "ours_img_s": images / med[f"{ours}_{kind}"],
+             "authors_img_s": images / med[f"authors_{kind}"], "ratio": med[f"authors_{kind}"] / med[f"{ours}_{kind}"],
+             "ratio_rounds": statistics.median(a / o for a, o in zip(times[f"authors_{kind}"], times[f"{ours}_{kind}"]))}
             for teacher, ours in (("live", "ours"), ("cache", "cached")) for kind, what in settings]
 
 
@@ -431,10 +434,10 @@ def main(argv: list[str] | None = None) -> int:
         _say("breaking down")
         costs = {**per_image_costs(run, min(32, len(run.manifest.unlabeled))), **per_step_costs(v, medians)}
         fl = flops(run, args)
-    rows = result_rows(args, medians)
+    rows = result_rows(args, times)
     print(f"{args.student} student, random {args.teacher_model} teacher, {args.batch}+{args.batch} images at "
           f"{args.image_size} px, {len(v.batches)} steps x {args.rounds} rounds on {device}")
-    print(table(rows, ["teacher", "what", "ours_img_s", "authors_img_s", "ratio"]))
+    print(table(rows, ["teacher", "what", "ours_img_s", "authors_img_s", "ratio", "ratio_rounds"]))
     print(f"teacher cache: {cache['views']} training views + {cache['test_images']} test images, "
           f"{cache['bytes'] / 2**20:.2f} MiB, built in {cache['seconds']:.1f} s")
     print("equal results (cached step against the live step, first batch, same student state):")
