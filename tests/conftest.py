@@ -108,6 +108,16 @@ def cut_ci(methods=None) -> Callable[[dict], None]:
     return edit
 
 
+def slurm_polls_every_second(workdir: Path) -> None:
+    """``workdir``'s launchers look at the queue and their results every second (config
+    ``slurm.poll_s``; default 30 s and 5 s): a finished SLURM job is seen at once."""
+    import yaml
+
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["slurm"]["poll_s"] = 1
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
 def snakemake(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120, check: bool = False
               ) -> subprocess.CompletedProcess:
     """Run this venv's snakemake in ``cwd``; output in ``.stdout`` (stderr merged)."""

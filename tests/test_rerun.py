@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cut_ci, edit_suite, slurm_available, snakemake
+from conftest import cut_ci, edit_suite, slurm_available, slurm_polls_every_second, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 CELLS = {"ce": "none", "kd": "zs", "dho": "zs", "pseudo_label": "zs"}  # method -> teacher
@@ -123,6 +123,7 @@ def fingerprints_of(workdir: Path, method: str) -> tuple:
 
 @pytest.mark.slurm
 def test_change_and_rerun_slurm(workdir, env):
+    slurm_polls_every_second(workdir)
     try:
         change_and_rerun(["--profile", "slurm", "--config", "suite=ci"], workdir, env)
         assert all(metrics(workdir, m)["slurm_job_id"] for m in CELLS)

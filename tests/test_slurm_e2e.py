@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cut_ci, edit_suite, snakemake
+from conftest import cut_ci, edit_suite, slurm_polls_every_second, snakemake
 from dho.results.style import method_label
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -102,6 +102,7 @@ def test_ci_suite_via_slurm_kill_rerun_and_twice_at_once(workdir, env, cancel_le
     # the ci suite cut to four methods (one without a teacher), as in tests/test_rerun.py:
     # this test is about SLURM; every comparison row trains in tests/test_methods_train.py
     edit_suite(workdir, "ci", cut_ci(CELLS))
+    slurm_polls_every_second(workdir)
     # 1. start the suite through SLURM; kill Snakemake (and its waiting launchers) once some
     #    runs are finished and others are not
     proc = subprocess.Popen([str(Path(sys.executable).parent / "snakemake"), *SUITE], cwd=workdir, env=env,
