@@ -7,6 +7,7 @@ linear_eval.csv. The SLURM tests cut this suite (conftest.cut_ci); this one does
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,9 @@ def test_every_row_of_the_ci_suite_runs_end_to_end(workdir, env):
     assert (linear["student"] == "resnet18").all()
     assert ((0 <= linear["linear_top1"]) & (linear["linear_top1"] <= linear["linear_top5"])
             & (linear["linear_top5"] <= 100)).all()
+    assert linear["source_test_acc"].notna().all() and (linear["suite"] == "ci").all()
+    rec = json.loads((workdir / "results/ci/linear_eval/shapes/2shot/resnet18/zs/dho/seed1.json").read_text())
+    assert rec["epochs"] == 3 and rec["n_train"] == 12 * 10 and rec["n_test"] == 12 * 4  # every train image
 
     # and the workflow is then complete
     p = snakemake(["-n", "--config", "suite=ci"], workdir, env, timeout=300, check=True)

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 
-from conftest import cut_ci, edit_suite, snakemake
+from conftest import edit_suite, snakemake
 from dho.cli import main
 from dho.errors import DataError
 from dho.results.linear import LINEAR_COLUMNS, collect_linear, read_linear_csv, write_linear_csv
@@ -84,18 +83,3 @@ def test_unknown_filter_name_fails_at_parse_time(workdir, env):
     p = snakemake(["-n", "--config", "suite=ci"], workdir, env)
     assert p.returncode != 0 and "config key 'suites.ci.linear_eval.methods': 'no_such' is not in the suite's grid" \
         in p.stdout, p.stdout[-2000:]
-
-
-@pytest.mark.slow
-def test_linear_eval_end_to_end_on_ci(workdir, env):
-    """One real ci run (DHO), its linear evaluation and linear_eval.csv, through the workflow."""
-    edit_suite(workdir, "ci", cut_ci(["dho"]))
-    edit_suite(workdir, "ci", lambda s: s.update(linear_eval={"args": ["--epochs", "2"]}))
-    snakemake(["--cores", "1", "--config", "suite=ci", "--", "results/ci/linear_eval.csv"], workdir, env,
-              timeout=900, check=True)
-    df = read_linear_csv(workdir / "results/ci/linear_eval.csv")
-    assert len(df) == 1 and df.loc[0, "method"] == "dho" and df.loc[0, "suite"] == "ci"
-    rec = json.loads((workdir / f"results/ci/linear_eval/{RUN}.json").read_text())
-    assert 0 <= rec["linear_top1"] <= rec["linear_top5"] <= 100 and rec["epochs"] == 2
-    assert rec["n_train"] == 12 * 10 and rec["n_test"] == 12 * 4  # every train image of the ci data (10 per class)
-    assert pd.notna(df.loc[0, "source_test_acc"])
