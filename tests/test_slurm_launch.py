@@ -94,7 +94,7 @@ def test_preempted_job_requeues_resumes_and_matches_uninterrupted_run(shapes_roo
     subprocess.run(["scancel", "--signal=USR2", jid], check=True)
     # the requeued job waits ~2 min (BeginTime) before it starts again: let it start now
     wait_for(lambda: squeue(jid).startswith("PENDING"), 120, "the requeue")
-    subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True, capture_output=True)
+    _start_now(jid)
     out, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err
     log = "".join(f.read_text() for f in (tmp_path / "logs" / jid).glob("*_log.err"))
@@ -128,9 +128,14 @@ def _requeue_and_start(jid: str) -> None:
     before it starts again: let it start now."""
     subprocess.run(["scontrol", "requeue", jid], check=True, capture_output=True)
     wait_for(lambda: squeue(jid).startswith("PENDING"), 180, "the requeue")
-    # slurmd revokes a job's credential when the job ends, to the second, and refuses a
-    # start whose credential is not newer ("Job credential revoked": the job fails
-    # instead): that is what the hold is for, so start it in a later second than the end
+    _start_now(jid)
+
+
+def _start_now(jid: str) -> None:
+    """Start requeued (pending) job ``jid`` now instead of after SLURM's ~2 min hold.  slurmd
+    revokes a job's credential when the job ends, to the second, and refuses a start whose
+    credential is not newer ("Job credential revoked": the job fails instead); that is what
+    the hold is for, so the start comes in a later second than the end."""
     time.sleep(1.5)
     subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True, capture_output=True)
 
