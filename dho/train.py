@@ -490,16 +490,16 @@ class _Run:
         x_l, y = batch_l[0].to(self.device, non_blocking=True), batch_l[1].to(self.device, non_blocking=True)
         n_l = x_l.shape[0]
         x = x_l if batch_u is None else torch.cat([x_l, batch_u[0].to(self.device, non_blocking=True)])
-        with autocast(self.device, self.spec.precision):
-            out = self.student(nhwc(x))
-        out_l, out_u = _split_output(out, n_l)
         t_l = t_u = None
         extra: dict[str, Any] = {}
-        if self.method.needs_teacher:
+        if self.method.needs_teacher:  # first, as the authors' step: the student's activations not yet held
             keys = batch_l[3] if batch_u is None else torch.cat([batch_l[3], batch_u[3]])
             outputs = self._teacher_outputs(x, keys)
             t_l, t_u = _split_rows(outputs.pop("logits"), n_l)
             extra = {k: _split_rows(v, n_l) for k, v in outputs.items()}
+        with autocast(self.device, self.spec.precision):
+            out = self.student(nhwc(x))
+        out_l, out_u = _split_output(out, n_l)
         with autocast(self.device, self.spec.precision):
             loss, terms = self.method.step(Batch(out_l, out_u, y, t_l, t_u, self.method_args, self.student, extra))
         if not torch.isfinite(loss).all():
