@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -96,8 +97,13 @@ def create_clip(model: str, pretrained: str | None, device: str | torch.device |
     if oc.get_model_config(model) is None:
         raise ConfigError(f"unknown open_clip model '{model}'; expected a name from "
                           f"open_clip.list_models() or a config in {CONFIG_DIR}")
-    if not pretrained:
-        return oc.create_model(model, pretrained=None, device=device)
+    if not pretrained:  # random weights asked for: open_clip's "no pretrained weights" warning is noise
+        previous = logging.root.manager.disable
+        logging.disable(max(previous, logging.WARNING))
+        try:
+            return oc.create_model(model, pretrained=None, device=device)
+        finally:
+            logging.disable(previous)
     if os.path.isfile(pretrained):
         try:
             return oc.create_model(model, pretrained=pretrained, device=device)
