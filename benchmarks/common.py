@@ -28,6 +28,16 @@ def copy_repo(dst: Path, names: Sequence[str]) -> Path:
     return dst
 
 
+def cut_ci_suite(ci: dict, methods: Sequence[str] | None = None) -> None:
+    """Cut config.yaml's ``ci`` suite (``ci``, edited in place) to ``methods`` (default: all
+    of its methods) on its ResNet-18 alone, Table 2's students and the linear evaluation
+    dropped: for the tests and benchmarks about the workflow, not the comparison rows."""
+    if methods is not None:
+        ci["methods"] = {m: ci["methods"][m] for m in methods}
+    ci["students"] = {"resnet18": ci["students"]["resnet18"]}
+    ci.pop("linear_eval", None)
+
+
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "profiles", "slurm", "dho")
 
 

@@ -73,14 +73,14 @@ def check_cache(base: dict, tmp: Path) -> None:
     import torch
 
     from dho.data import get_dataset, views
-    from dho.models import encoder_identity, load_teacher, load_teacher_head, read_teacher_file
+    from dho.models import load_teacher, load_teacher_head, read_teacher_file
     from dho.spec import RunSpec
     from dho.teacher_cache import TeacherCache, build_cache, cache_meta, run_schedule
 
     spec = RunSpec.from_dict(base)
     build_cache(spec.teacher_file, [spec], tmp / "cache.pt", device=DEVICE, num_workers=2)
     source = get_dataset("dtd", spec.data_root)
-    cache = TeacherCache.load(tmp / "cache.pt", cache_meta(source, spec, encoder_identity(read_teacher_file(spec.teacher_file))))
+    cache = TeacherCache.load(tmp / "cache.pt", cache_meta(source, spec, read_teacher_file(spec.teacher_file)))
     keys = run_schedule(spec, source).teacher_keys(1)[:16]
     ds = views.ViewDataset(source, source.items("train"), spec.image_size, spec.crop_scale_min, spec.seed)
     x = torch.stack([ds[int(k)][0] for k in keys]).to(DEVICE)

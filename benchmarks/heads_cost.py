@@ -37,10 +37,11 @@ PAPER_NAMES = {"mobilenet_v2": "mobilenet_v2", "resnet18": "ResNet-18", "dino_re
 METRICS = ("params_M", "gflops", "throughput_img_per_s_rtx4090")
 
 
-def paper_value(student: str, method: str, metric: str) -> float:
-    from dho.results.reported import load_reported, lookup
+def paper_values(reported, student: str, method: str) -> dict[str, float]:
+    """Table 9's numbers of ``student`` / ``method`` from the reported table (``paper_<metric>``)."""
+    from dho.results.reported import lookup
 
-    return lookup(load_reported(), "Tab9", metric, student=PAPER_NAMES[student], method=method)
+    return {f"paper_{k}": lookup(reported, "Tab9", k, student=PAPER_NAMES[student], method=method) for k in METRICS}
 
 
 def build(student: str, heads: int, device):
@@ -76,7 +77,7 @@ def images_per_s(model, batch: int, device) -> float:
     return batch / (time.perf_counter() - t0)
 
 
-def measure(student: str, batch: int, rounds: int, device) -> list[dict[str, Any]]:
+def measure(student: str, batch: int, rounds: int, device, reported) -> list[dict[str, Any]]:
     models = {"single head": build(student, 1, device), "dho": build(student, 2, device)}
     speeds: dict[str, list[float]] = {m: [] for m in models}
     for model in models.values():  # warm-up (allocator, kernels)
@@ -89,7 +90,7 @@ def measure(student: str, batch: int, rounds: int, device) -> list[dict[str, Any
         rows.append({"student": student, "method": method,
                      "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
                      "gmacs": gmacs(model, device), "img_per_s": statistics.median(speeds[method]),
-                     **{f"paper_{k}": paper_value(student, method, k) for k in METRICS}})
+                     **paper_values(reported, student, method)})
     rows[1]["throughput_ratio"] = rows[1]["img_per_s"] / rows[0]["img_per_s"]
     rows[1]["paper_throughput_ratio"] = rows[1]["paper_throughput_img_per_s_rtx4090"] / \
         rows[0]["paper_throughput_img_per_s_rtx4090"]
@@ -109,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(machine_line(args.device))
-    rows = [r for s in args.students for r in measure(s, args.batch, args.rounds, device)]
+    from dho.results.reported import load_reported
+
+    reported = load_reported()  # read once
+    rows = [r for s in args.students for r in measure(s, args.batch, args.rounds, device, reported)]
     print(f"Table 9 on the harness's students, {NUM_CLASSES} classes, batch {args.batch}, {args.device} "
           f"(paper: RTX 4090)")
     def shown(r: dict[str, Any]) -> dict[str, Any]:

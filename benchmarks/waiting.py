@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from .common import bench_env, copy_workflow, machine, machine_line, table, write_json
+from .common import bench_env, copy_workflow, cut_ci_suite, machine, machine_line, table, write_json
 
 LAUNCHER_WORDS = (" submit ", " submit-cmd ")
 DEFAULT_METHODS = ("ce", "kd", "dho", "pseudo_label")
@@ -42,18 +42,15 @@ DEFAULT_METHODS = ("ce", "kd", "dho", "pseudo_label")
 def set_suite(config: Path, seeds: int, epochs: int, methods: list[str] | None = None) -> None:
     cfg = yaml.safe_load(config.read_text())
     ci = cfg["suites"]["ci"]
-    # the launchers' waiting is measured, not the comparison rows: the ResNet-18 alone (Table
-    # 2's students and the linear evaluation dropped), four methods (one without a teacher)
-    # unless --methods says which
-    ci["students"] = {"resnet18": ci["students"]["resnet18"]}
-    ci.pop("linear_eval", None)
-    ci["seeds"] = list(range(1, seeds + 1))
-    ci.setdefault("train", {})["epochs"] = epochs
+    # the launchers' waiting is measured, not the comparison rows: four methods (one without
+    # a teacher) on the ResNet-18 unless --methods says which
     methods = methods or list(DEFAULT_METHODS)
     unknown = sorted(set(methods) - set(ci["methods"]))
     if unknown:
         raise SystemExit(f"--methods: {', '.join(unknown)} not in the ci suite ({', '.join(ci['methods'])})")
-    ci["methods"] = {m: ci["methods"][m] for m in methods}
+    cut_ci_suite(ci, methods)
+    ci["seeds"] = list(range(1, seeds + 1))
+    ci.setdefault("train", {})["epochs"] = epochs
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 

@@ -93,16 +93,18 @@ def _common(specs: Sequence, key: str) -> Any:
     return getattr(specs[0], key)
 
 
-def cache_meta(source, spec, encoder: dict, image_size: int | None = None,
-               head: dict | None = None) -> dict[str, Any]:
-    """What a cache must agree on with a run (``spec``) besides the view keys; a top-k cache
-    (spec key ``teacher_cache_topk``) also its k and the teacher's ``head``
-    (:func:`~dho.models.head_identity`), a feature cache neither."""
+def cache_meta(source, spec, teacher: dict, image_size: int | None = None) -> dict[str, Any]:
+    """What a cache must agree on with a run (``spec``) besides the view keys, ``teacher``
+    being the teacher file's content (:func:`~dho.models.read_teacher_file`): its encoder
+    identity and, for a top-k cache (spec key ``teacher_cache_topk``), k and the head's
+    identity (:func:`~dho.models.head_identity`; not hashed for a feature cache)."""
+    from .models import encoder_identity, head_identity
+
     topk = spec.teacher_cache_topk
     return {"dataset": source.name, "train_hash": train_hash(source.items("train")), "seed": int(spec.seed),
             "crop_scale_min": float(spec.crop_scale_min), "crop_interpolation": str(spec.crop_interpolation),
-            "image_size": int(image_size or spec.image_size), "encoder": dict(encoder),
-            "topk": None if topk is None else int(topk), "head": None if topk is None else dict(head)}
+            "image_size": int(image_size or spec.image_size), "encoder": encoder_identity(teacher),
+            "topk": None if topk is None else int(topk), "head": None if topk is None else head_identity(teacher)}
 
 
 # -- top-k logits ------------------------------------------------------------------------
@@ -184,7 +186,7 @@ def build_cache(teacher_file: str | Path, specs: Sequence, out: str | Path, imag
     import torch
 
     from .data import ImageList, eval_transform, get_dataset, views
-    from .models import encoder_identity, head_identity, load_teacher, read_teacher_file
+    from .models import load_teacher, read_teacher_file
     from .train import resolve_device
 
     if not specs:
@@ -217,7 +219,7 @@ def build_cache(teacher_file: str | Path, specs: Sequence, out: str | Path, imag
                                               batch_size=batch_size, **loader_kw)
     test = _encode(fn, test_loader, dev, progress, "teacher cache (test)")
     record = {"format": FORMAT, "version": VERSION,
-              **cache_meta(source, specs[0], encoder_identity(file_dict), size, head_identity(file_dict)),
+              **cache_meta(source, specs[0], file_dict, size),
               "keys": torch.from_numpy(keys), "num_classes": source.num_classes, **train,
               **{f"test_{name}": t for name, t in test.items()},
               "test_labels": torch.tensor([int(y) for _, y in test_items], dtype=torch.int64),
@@ -241,7 +243,6 @@ class TeacherCache:
         self.tables = {name: record[name] for name in names}
         self.test_tables = {name: record[f"test_{name}"] for name in names}
         self.features_table = self.tables.get("features")
-        self.test_features = self.test_tables.get("features")
         self.test_labels = record["test_labels"]
 
     @classmethod

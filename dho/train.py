@@ -279,7 +279,7 @@ class _Run:
 
     def _load_teacher(self, path: Path, num_classes: int) -> None:
         """The live teacher, or (key ``teacher_cache``) its head + the cached image features."""
-        from .models import encoder_identity, head_identity, load_teacher, load_teacher_head, read_teacher_file
+        from .models import load_teacher, load_teacher_head, read_teacher_file
 
         spec = self.spec
         if spec.teacher_cache is None:
@@ -292,7 +292,7 @@ class _Run:
         file_dict = read_teacher_file(path)
         if spec.teacher_cache_topk is not None:
             self._check_topk_teacher(path, file_dict["kind"])
-        expected = cache_meta(self.source, spec, encoder_identity(file_dict), head=head_identity(file_dict))
+        expected = cache_meta(self.source, spec, file_dict)
         self.teacher_cache = TeacherCache.load(spec.teacher_cache, expected)
 
     def _check_topk_teacher(self, path: Path, kind: str) -> None:

@@ -97,15 +97,8 @@ def edit_suite(workdir: Path, suite: str, edit) -> None:
 
 
 def cut_ci(methods=None) -> Callable[[dict], None]:
-    """An :func:`edit_suite` edit: the ``ci`` suite cut to ``methods`` (default: all of its
-    methods) on its ResNet-18 alone (Table 2's students and the linear evaluation dropped),
-    for tests about the workflow rather than the comparison rows."""
-    def edit(s: dict) -> None:
-        if methods is not None:
-            s["methods"] = {m: {} for m in methods}
-        s["students"] = {"resnet18": s["students"]["resnet18"]}
-        s.pop("linear_eval", None)
-    return edit
+    """An :func:`edit_suite` edit: :func:`benchmarks.common.cut_ci_suite` with ``methods``."""
+    return lambda s: benchmarks.common.cut_ci_suite(s, methods)
 
 
 def slurm_polls_every_second(workdir: Path) -> None:

@@ -68,9 +68,9 @@ def cache(assets, tmp_path_factory):
 
 
 def _meta(assets, spec):
-    from dho.models import encoder_identity, read_teacher_file
+    from dho.models import read_teacher_file
 
-    return cache_meta(get_dataset("dtd", assets / "data"), spec, encoder_identity(read_teacher_file(spec.teacher_file)))
+    return cache_meta(get_dataset("dtd", assets / "data"), spec, read_teacher_file(spec.teacher_file))
 
 
 def test_cached_logits_equal_live_teacher_per_view(assets, cache, tmp_path):
