@@ -26,9 +26,10 @@ NON_SEMANTIC_KEYS = frozenset(
      "precision"}
 )
 
-# Keys that change results only when set: hashed when not None, so that the specs written
-# before they existed keep their hashes (top-k teacher logits change the targets KD sees).
-UNSET_UNHASHED_KEYS = frozenset({"teacher_cache_topk"})
+# Keys added after runs existed: hashed only when they differ from the behaviour those runs
+# had, so that the specs written before keep their hashes (top-k teacher logits change the
+# targets KD sees; split forwards change what BatchNorm normalises with).
+UNHASHED_DEFAULTS: dict[str, Any] = {"teacher_cache_topk": None, "student_forward": "joint"}
 
 
 @dataclass
@@ -51,6 +52,10 @@ class RunSpec:
     method: str = "dho"                      # method registry name (dho.methods)
     method_args: dict = field(default_factory=dict)  # e.g. {"lam": 0.5, "temperature": 2.0}
     seed: int = 1
+    # student forwards per step: "joint" = one over cat([x_l, x_u]) (the authors' ImageNet
+    # scripts); "split" = one per part (their few-shot train_others.py: BatchNorm normalises
+    # each part with its own statistics and updates its running ones twice a step)
+    student_forward: str = "joint"
     # --- optimisation ------------------------------------------------------------------
     epochs: int = 200
     epoch_length: str = "labeled"            # "labeled": zip over labeled loader (protocol 1)
@@ -121,6 +126,7 @@ class RunSpec:
         need(self.schedule in ("linear", "cosine", "chained_cosine"), "schedule",
              "'linear', 'cosine' or 'chained_cosine'")
         need(self.epoch_length in ("labeled", "unlabeled"), "epoch_length", "'labeled' or 'unlabeled'")
+        need(self.student_forward in ("joint", "split"), "student_forward", "'joint' or 'split'")
         need(self.alpha_beta in ("search", "fixed"), "alpha_beta", "'search' or 'fixed'")
         need(self.epoch_select in ("best_val", "last"), "epoch_select", "'best_val' or 'last'")
         need(self.crop_interpolation in ("bilinear", "bicubic"), "crop_interpolation", "'bilinear' or 'bicubic'")
@@ -147,7 +153,7 @@ class RunSpec:
 
     def semantic_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.to_dict().items()
-                if k not in NON_SEMANTIC_KEYS and not (k in UNSET_UNHASHED_KEYS and v is None)}
+                if k not in NON_SEMANTIC_KEYS and not (k in UNHASHED_DEFAULTS and v == UNHASHED_DEFAULTS[k])}
 
     @property
     def hash(self) -> str:

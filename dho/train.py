@@ -5,8 +5,10 @@
 1. the dataset layout is checked first (bad layouts fail in seconds);
 2. the label split comes from ``spec.split_manifest`` (verified against the spec) or is
    computed with :func:`dho.data.splits.make_split`;
-3. each step runs ONE student forward over ``cat([x_l, x_u])`` and ONE teacher call on
-   the same batch (``torch.inference_mode``, fp16 autocast on CUDA); the method object
+3. each step runs ONE teacher call on ``cat([x_l, x_u])`` (``torch.inference_mode``, fp16
+   autocast on CUDA) and the student on the same batch: one forward (``student_forward:
+   joint``, the authors' ImageNet scripts) or one per part (``split``, their few-shot
+   script; BatchNorm then sees each part's own statistics); the method object
    (``heads``, ``needs_teacher``, ``loss``) decides everything method-specific;
 4. every ``grad_cosine_every`` steps the gradient conflict is measured: the paper's Fig. 3
    quantities (:mod:`dho.conflict`: CosSim over the feature extractor's parameters and over
@@ -498,8 +500,7 @@ class _Run:
             t_l, t_u = _split_rows(outputs.pop("logits"), n_l)
             extra = {k: _split_rows(v, n_l) for k, v in outputs.items()}
         with autocast(self.device, self.spec.precision):
-            out = self.student(nhwc(x))
-        out_l, out_u = _split_output(out, n_l)
+            out_l, out_u, features = self._student_forward(x, n_l)
         with autocast(self.device, self.spec.precision):
             loss, terms = self.method.step(Batch(out_l, out_u, y, t_l, t_u, self.method_args, self.student, extra))
         if not torch.isfinite(loss).all():
@@ -507,7 +508,7 @@ class _Run:
             raise TrainingError(f"non-finite loss {float(loss.detach()):.4g} at epoch {epoch}, step {self.step} "
                                 f"(terms: {detail or 'none'}); lower lr or check the teacher/data")
         if measure and spec.grad_cosine_every and self.step % spec.grad_cosine_every == 0:
-            cos = self._grad_cosine(terms, out.feature)
+            cos = self._grad_cosine(terms, features)
             if cos is not None:
                 cosines.append((self.step, cos))
             conflict = gradient_conflict(self.student, out_l, y, t_l, terms,
@@ -517,6 +518,17 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         self.method.backward(loss, terms, self.method_args, self.student.parameters())
         return float(loss.detach())
+
+    def _student_forward(self, x: torch.Tensor, n_l: int):
+        """The student's outputs on the labeled rows ``x[:n_l]`` and on the rest (None when
+        empty), and the feature tensors they come from: one forward over both
+        (``student_forward: joint``) or one per part (``split``, the authors' few-shot step:
+        BatchNorm sees each part's own batch statistics)."""
+        if self.spec.student_forward == "split" and x.shape[0] > n_l:
+            out_l, out_u = self.student(nhwc(x[:n_l])), self.student(nhwc(x[n_l:]))
+            return out_l, out_u, [out_l.feature, out_u.feature]
+        out = self.student(nhwc(x))
+        return *_split_output(out, n_l), [out.feature]
 
     def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16,
@@ -546,15 +558,20 @@ class _Run:
         return {k: out[k].float().clone() for k in wanted}
 
     @staticmethod
-    def _grad_cosine(terms: dict[str, torch.Tensor], feature: torch.Tensor) -> float | None:
-        """Cosine between d(sup)/d(feature) and d(distill)/d(feature), flattened over the batch."""
-        if "sup" not in terms or "distill" not in terms or not feature.requires_grad:
+    def _grad_cosine(terms: dict[str, torch.Tensor], features: list[torch.Tensor]) -> float | None:
+        """Cosine between d(sup)/d(feature) and d(distill)/d(feature), flattened over the batch
+        (the labeled rows' features, then the unlabeled rows')."""
+        if "sup" not in terms or "distill" not in terms or not all(f.requires_grad for f in features):
             return None
-        g_sup, = torch.autograd.grad(terms["sup"], feature, retain_graph=True, allow_unused=True)
-        g_dis, = torch.autograd.grad(terms["distill"], feature, retain_graph=True, allow_unused=True)
-        if g_sup is None or g_dis is None:
+        g_sup = torch.autograd.grad(terms["sup"], features, retain_graph=True, allow_unused=True)
+        g_dis = torch.autograd.grad(terms["distill"], features, retain_graph=True, allow_unused=True)
+        if all(g is None for g in g_sup) or all(g is None for g in g_dis):
             return None
-        cos = torch.nn.functional.cosine_similarity(g_sup.flatten().double(), g_dis.flatten().double(), dim=0,
+
+        def flat(grads, like):
+            return torch.cat([(g if g is not None else torch.zeros_like(f)).flatten().double()
+                              for g, f in zip(grads, like)])
+        cos = torch.nn.functional.cosine_similarity(flat(g_sup, features), flat(g_dis, features), dim=0,
                                                     eps=1e-12)
         return float(cos)
 
