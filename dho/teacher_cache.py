@@ -151,6 +151,49 @@ def topk_logits(packed: dict[str, Any], num_classes: int):
     return z.scatter_(1, packed["indices"].long(), lse + lp)
 
 
+FIDELITY_TEMPERATURES = (1.0, 2.0)  # softmax; the KD temperature of the authors' scripts
+
+
+class TopkFidelity:
+    """What a top-k cache changes in the targets KD reads, measured on the real teacher's
+    logits while the cache is built: per view the mass outside the top k (T = 1) and, at each
+    temperature T of :data:`FIDELITY_TEMPERATURES`, KL(p_T || q_T) and the total variation
+    between the teacher's softened distribution p_T and the rebuilt one q_T
+    (:func:`topk_logits`); their means and maxima over the views."""
+
+    def __init__(self):
+        self.n, self.sums, self.maxs = 0, {}, {}
+
+    def add(self, logits, packed: dict[str, Any]) -> None:
+        import torch
+
+        z = logits.float()
+        rebuilt = topk_logits(packed, z.shape[1])
+        rows = {"tail_mass": packed["tail"].float().exp()}
+        for t in FIDELITY_TEMPERATURES:
+            logp, logq = torch.log_softmax(z / t, dim=1), torch.log_softmax(rebuilt / t, dim=1)
+            rows[f"kl_T{t:g}"] = (logp.exp() * (logp - logq)).sum(dim=1).clamp_min(0)
+            rows[f"tv_T{t:g}"] = 0.5 * (logp.exp() - logq.exp()).abs().sum(dim=1)
+        for name, v in rows.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(v.double().sum())
+            self.maxs[name] = max(self.maxs.get(name, 0.0), float(v.max()))
+        self.n += int(z.shape[0])
+
+    def summary(self) -> dict[str, float]:
+        return {**{f"mean_{k}": v / max(1, self.n) for k, v in self.sums.items()},
+                **{f"max_{k}": v for k, v in self.maxs.items()}, "views": self.n}
+
+
+def topk_encoder(teacher, k: int, fidelity: TopkFidelity):
+    """``images -> topk_pack(teacher logits)``, adding each batch to ``fidelity``."""
+    def fn(x):
+        logits = teacher.logits_from_features(teacher.encode(x))
+        packed = topk_pack(logits, k)
+        fidelity.add(logits, packed)
+        return packed
+    return fn
+
+
 # -- building ------------------------------------------------------------------------------
 def _encode(fn, loader, device, progress: bool, desc: str) -> dict[str, Any]:
     """``fn(images on device)`` -> dict of per-image tensors, over ``loader``, concatenated on cpu."""
@@ -204,10 +247,11 @@ def build_cache(teacher_file: str | Path, specs: Sequence, out: str | Path, imag
     dev = resolve_device(device)
     teacher = load_teacher(teacher_file, dev, expected_classes=source.num_classes)
     store = getattr(torch, dtype)
+    fidelity = TopkFidelity()
     if topk is None:
         fn = lambda x: {"features": teacher.encode(x).to(store)}  # noqa: E731
     else:
-        fn = lambda x: topk_pack(teacher.logits_from_features(teacher.encode(x)), topk)  # noqa: E731
+        fn = topk_encoder(teacher, topk, fidelity)
     loader_kw = dict(num_workers=num_workers, pin_memory=dev.type == "cuda")
     train_set = views.ViewDataset(source, source.items("train"), size, scale, seed, mask_labels=True,
                                   interpolation=interpolation)
@@ -217,17 +261,20 @@ def build_cache(teacher_file: str | Path, specs: Sequence, out: str | Path, imag
     test_items = source.items("test")
     test_loader = torch.utils.data.DataLoader(ImageList(source, test_items, eval_transform(size)),
                                               batch_size=batch_size, **loader_kw)
+    train_fidelity = fidelity.summary() if topk is not None else None  # the training views only
     test = _encode(fn, test_loader, dev, progress, "teacher cache (test)")
     record = {"format": FORMAT, "version": VERSION,
               **cache_meta(source, specs[0], file_dict, size),
               "keys": torch.from_numpy(keys), "num_classes": source.num_classes, **train,
               **{f"test_{name}": t for name, t in test.items()},
               "test_labels": torch.tensor([int(y) for _, y in test_items], dtype=torch.int64),
-              "teacher_forwards": int(len(keys) + len(test_items)), "runs": len(specs)}
+              "teacher_forwards": int(len(keys) + len(test_items)), "runs": len(specs),
+              "topk_fidelity": train_fidelity}
     atomic_torch_save(record, out)
     per_view = sum(t.element_size() * t[0].numel() for t in train.values()) if len(keys) else 0
     return {"views": int(len(keys)), "test_images": len(test_items), "topk": topk, "bytes_per_view": per_view,
-            "dim": int(train["features"].shape[1]) if topk is None else None, "bytes": Path(out).stat().st_size}
+            "dim": int(train["features"].shape[1]) if topk is None else None, "bytes": Path(out).stat().st_size,
+            "topk_fidelity": train_fidelity}
 
 
 class TeacherCache:
@@ -331,6 +378,12 @@ def _cmd_cache(args) -> int:
     what = f"dim {info['dim']}" if args.topk is None else f"top-{args.topk} logits"
     print(f"{args.out}: {info['views']} training views + {info['test_images']} test images for {len(specs)} "
           f"run(s), {what}, {info['bytes_per_view']} bytes per view, {info['bytes'] / 2**20:.1f} MiB")
+    if info["topk_fidelity"]:
+        f = info["topk_fidelity"]
+        print(f"top-{args.topk} against the full teacher, mean (max) over the training views: mass outside the "
+              f"top {args.topk} {f['mean_tail_mass']:.4f} ({f['max_tail_mass']:.4f}); KD targets at T = 2: "
+              f"KL {f['mean_kl_T2']:.4g} nats ({f['max_kl_T2']:.4g}), total variation {f['mean_tv_T2']:.4f} "
+              f"({f['max_tv_T2']:.4f}); at T = 1: KL {f['mean_kl_T1']:.4g}, total variation {f['mean_tv_T1']:.4f}")
     return 0
 
 

@@ -12,7 +12,7 @@ import torch
 from dho import train  # noqa: E402
 from dho.cli import main  # noqa: E402
 from dho.errors import ConfigError  # noqa: E402
-from dho.teacher_cache import build_cache, index_dtype, topk_logits, topk_pack  # noqa: E402
+from dho.teacher_cache import TopkFidelity, build_cache, index_dtype, topk_logits, topk_pack  # noqa: E402
 from test_suite import compiled  # noqa: E402
 from test_teacher_cache import RESULT_KEYS, assets, cache, make_spec  # noqa: E402,F401 (fixtures)
 
@@ -43,6 +43,29 @@ def test_topk_rebuilds_the_logits_computed_by_hand():
     assert index_dtype(32767) == torch.int16 and index_dtype(32768) == torch.int32
 
 
+def test_topk_fidelity_computed_by_hand():
+    # the 5-class example above, k = 2: teacher p = (1/8, 2/8, 1/16, 4/8, 1/16), rebuilt
+    # q = (1/12, 1/4, 1/12, 1/2, 1/12); at T = 1 KL = 1/8 ln(3/2) + 2/16 ln(3/4), TV = 1/24
+    logits = torch.tensor([[math.log(1), math.log(2), math.log(0.5), math.log(4), math.log(0.5)]]) + 3.0
+    fid = TopkFidelity()
+    fid.add(logits, topk_pack(logits, 2))
+    fid.add(logits, topk_pack(logits, 2))  # two views, the same: means = the one view's values
+    f = fid.summary()
+    assert f["views"] == 2
+    assert f["mean_tail_mass"] == pytest.approx(0.25, abs=1e-6)
+    assert f["mean_kl_T1"] == pytest.approx(math.log(1.5) / 8 + math.log(0.75) / 8, abs=2e-4)
+    assert f["mean_tv_T1"] == pytest.approx(1 / 24, abs=2e-4) and f["max_tv_T1"] == pytest.approx(1 / 24, abs=2e-4)
+    # T = 2: teacher softened ~ sqrt(8 p) = (1, 1.4142, 0.7071, 2, 0.7071) / 5.8284; rebuilt
+    # (0.13925, 0.24118, 0.13925, 0.34108, 0.13925): more tail mass, as the docstring says
+    p2 = torch.tensor([1, 2 ** 0.5, 2 ** -0.5, 2, 2 ** -0.5]) / (3 + 2 * 2 ** 0.5)
+    q2 = torch.tensor([0.13925, 0.24118, 0.13925, 0.34108, 0.13925])
+    assert f["mean_kl_T2"] == pytest.approx(float((p2 * (p2 / q2).log()).sum()), abs=2e-4)
+    assert f["mean_tv_T2"] == pytest.approx(float(0.5 * (p2 - q2).abs().sum()), abs=2e-4)
+    exact = TopkFidelity()
+    exact.add(logits, topk_pack(logits, 5))  # k = C: nothing changes (to the fp16 log-probabilities)
+    assert all(v < 1e-3 for k, v in exact.summary().items() if k != "views")
+
+
 def _topk_cache(assets, tmp, k, teacher="teacher.pt"):
     specs = [make_spec(assets, tmp, teacher_cache="c.pt", teacher_cache_topk=k, split={"kind": "fewshot", "shots": n})
              for n in (1, 2)]
@@ -70,6 +93,10 @@ def test_topk_run_with_k_equal_to_classes_matches_the_feature_cache(assets, cach
     one = train.run_training(make_spec(assets, tmp_path / "o", teacher_cache=str(top1), teacher_cache_topk=1),
                              tmp_path / "top1")
     assert one["teacher_test_acc"] == feat["teacher_test_acc"]
+    # the fidelity the build measured on the real teacher's training views: none lost at k = C
+    exact, lossy = (torch.load(p, weights_only=True)["topk_fidelity"] for p in (top3, top1))
+    assert exact["views"] == lossy["views"] > 0 and exact["max_tv_T2"] < 1e-3
+    assert lossy["mean_tail_mass"] > 0 and lossy["mean_kl_T2"] > exact["mean_kl_T2"]
 
 
 def _tip_teacher(assets, path):
