@@ -30,7 +30,10 @@ logits (DKD's non-target term, DHKD's per-class binary KL, WKD) sees them flatte
 demo, top-3 of 12 classes cost DHKD up to 8 points; KD, SSKD and DHO moved within seed
 noise: README, "Scale").  The
 head is baked into the file, so a Tip-Adapter-F teacher (its head needs features) and a
-method that needs the embedding (``kd_feature``) are refused with a top-k cache.
+method that needs the embedding (``kd_feature``) are refused with a top-k cache.  The
+build measures what it changes on the real teacher (:class:`TopkFidelity`, stored as
+``topk_fidelity`` and printed): the mass outside the top K, and the KL divergence and total
+variation between the teacher's softened distribution and the rebuilt one at T = 1 and 2.
 
 Which views.  A view is fixed by its key (:mod:`dho.data.views`); the cache command
 replays the schedule of each run spec it is given (:meth:`Schedule.teacher_keys`) and
