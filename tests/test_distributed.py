@@ -129,31 +129,63 @@ def test_checkpoint_of_one_process_resumes_in_two(assets, one_process, tmp_path,
     same(one_dir, tmp_path / "run", one, resumed)
 
 
-@pytest.mark.slurm
-def test_two_tasks_through_slurm_equal_one_process(assets, one_process, tmp_path, env):
-    """`dho submit --launcher slurm --tasks-per-node 2`: submitit starts 2 tasks, each joins
-    the gloo group through submitit's TorchDistributedEnvironment; same result as 1 process."""
+TWO_NODE_CONF = Path("/etc/slurm/dho-two-nodes.conf")  # the two-node cluster of .ci/slurm-up.sh
+
+
+def submit_through_slurm(assets: Path, tmp_path: Path, env: dict, *flags: str) -> tuple[dict, dict[str, str]]:
+    """`dho submit --launcher slurm FLAGS` of the test run: its metrics and, per task (rank),
+    the JobEnvironment line submitit logged when the task started."""
     import json
     import subprocess
     import sys
 
     from conftest import REPO
 
-    one_dir, one = one_process
     spec = make_spec(assets, tmp_path)
     subprocess.run([sys.executable, "-m", "dho", "mlflow-init", "--uri", spec["mlflow_uri"], "--experiment", "dho"],
                    check=True, capture_output=True, cwd=REPO, env=env)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     p = subprocess.run([sys.executable, "-m", "dho", "submit", "--launcher", "slurm", "--spec", str(tmp_path / "spec.json"),
-                        "--out", str(tmp_path / "run"), "--log-dir", str(tmp_path / "logs"), "--tasks-per-node", "2",
+                        "--out", str(tmp_path / "run"), "--log-dir", str(tmp_path / "logs"), *flags,
                         "--cpus", "1", "--mem-gb", "1", "--time-min", "10", "--poll-s", "1"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    two = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    # (dho submit adds teacher_sha to the spec: another spec hash, the same numbers)
-    same(one_dir, tmp_path / "run", one, two, keys=tuple(k for k in RESULT_KEYS if k != "spec_hash"))
-    tasks = {f.name.split("_")[1] for f in (tmp_path / "logs").rglob(f"{two['slurm_job_id']}_*_log.out")}
-    assert tasks == {"0", "1"}  # submitit ran two tasks (ranks) in the job
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    starts = {}
+    for log in (tmp_path / "logs").rglob(f"{metrics['slurm_job_id']}_*_log.out"):
+        lines = [ln for ln in log.read_text().splitlines() if "Starting with JobEnvironment" in ln]
+        starts[log.name.split("_")[1]] = lines[0] if lines else ""
+    return metrics, starts
+
+
+SAME_NUMBERS = tuple(k for k in RESULT_KEYS if k != "spec_hash")  # dho submit adds teacher_sha to the spec
+
+
+@pytest.mark.slurm
+def test_two_tasks_through_slurm_equal_one_process(assets, one_process, tmp_path, env):
+    """`dho submit --launcher slurm --tasks-per-node 2`: submitit starts 2 tasks, each joins
+    the gloo group through submitit's TorchDistributedEnvironment; same result as 1 process."""
+    one_dir, one = one_process
+    two, starts = submit_through_slurm(assets, tmp_path, env, "--tasks-per-node", "2")
+    same(one_dir, tmp_path / "run", one, two, keys=SAME_NUMBERS)
+    assert set(starts) == {"0", "1"}  # submitit ran two tasks (ranks) in the job
+
+
+@pytest.mark.slurm
+def test_two_nodes_through_slurm_equal_one_process(assets, one_process, tmp_path, env):
+    """`dho submit --launcher slurm --nodes 2` on the two-node cluster (two slurmd on this
+    host, .ci/slurm-up.sh): one task per node, rank = node, the master address is the
+    first node's name; same result as 1 process."""
+    from conftest import skip_unless_ci
+
+    if not TWO_NODE_CONF.is_file():
+        skip_unless_ci(f"needs the two-node SLURM cluster of .ci/slurm-up.sh ({TWO_NODE_CONF})")
+    one_dir, one = one_process
+    two, starts = submit_through_slurm(assets, tmp_path, {**env, "SLURM_CONF": str(TWO_NODE_CONF)}, "--nodes", "2")
+    same(one_dir, tmp_path / "run", one, two, keys=SAME_NUMBERS)
+    assert set(starts) == {"0", "1"}
+    for rank, line in starts.items():  # each rank on its own node: node=<rank>(2), global_rank=<rank>(2)
+        assert f"local_rank=0(1), node={rank}(2), global_rank={rank}(2)" in line, line
 
 
 def test_gpu_only_speedups_are_off_on_cpu():
