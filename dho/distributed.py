@@ -76,7 +76,10 @@ def init_from_env(device: str = "auto") -> Dist:
 
 def init_from_submitit(device: str = "auto") -> Dist:
     """Inside a submitit job with several tasks: export submitit's distributed environment
-    (master = the first node) and join the group."""
+    (rank = ``SLURM_PROCID``, master = the job's first node name, port = ``MASTER_PORT``
+    if set, else drawn from the job id) and join the group.  The job's own values replace
+    any ``MASTER_ADDR``/``RANK``/``WORLD_SIZE`` that sbatch copied from the submitting
+    shell (submitit refuses to export over them)."""
     import submitit
 
     try:
@@ -84,7 +87,7 @@ def init_from_submitit(device: str = "auto") -> Dist:
     except RuntimeError:  # not in a submitit job
         return init_from_env(device)
     if env.num_tasks > 1:
-        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
     return init_from_env(device)
 
 

@@ -129,6 +129,24 @@ def test_checkpoint_of_one_process_resumes_in_two(assets, one_process, tmp_path,
     same(one_dir, tmp_path / "run", one, resumed)
 
 
+def test_rank_and_master_of_a_task_on_the_second_node(monkeypatch):
+    """The variables SLURM gives task 1 of a 2-node x 1-task submitit job: rank 1 of 2,
+    local rank 0, the master is the first node; a MASTER_PORT the user set (submitit's way
+    to choose the port) is kept, and rendezvous variables that sbatch copied from the
+    submitting shell (a stale MASTER_ADDR/RANK/WORLD_SIZE) do not stop the job."""
+    job = dict(SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID="42", SLURM_NTASKS="2", SLURM_JOB_NUM_NODES="2",
+               SLURM_NODEID="1", SLURM_PROCID="1", SLURM_LOCALID="0", SLURM_JOB_NODELIST="dho-n[1-2]",
+               MASTER_PORT="29555", MASTER_ADDR="login1", RANK="0", WORLD_SIZE="1")
+    for key, value in job.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    seen = {}
+    keys = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+    monkeypatch.setattr(distributed, "init_from_env", lambda device: seen.update({k: os.environ[k] for k in keys}))
+    distributed.init_from_submitit("cpu")
+    assert seen == {"MASTER_ADDR": "dho-n1", "MASTER_PORT": "29555", "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
+
+
 TWO_NODE_CONF = Path("/etc/slurm/dho-two-nodes.conf")  # the two-node cluster of .ci/slurm-up.sh
 
 
