@@ -493,7 +493,7 @@ def _add_launch_args(p: argparse.ArgumentParser, log_dir_help: str) -> None:
     p.add_argument("--tasks-per-node", type=int, default=0,
                    help="processes per node, one data-parallel rank each (dho submit: default one per GPU; "
                         "submit-cmd: 1)")
-    p.add_argument("--mem-gb", type=_positive(float), default=4.0, help="memory per job in GB (default 4)")
+    p.add_argument("--mem-gb", type=_positive(float), default=4.0, help="memory per node in GB (default 4)")
     p.add_argument("--time-min", type=_positive(int), default=60, help="time limit per job in minutes (default 60)")
     p.add_argument("--max-requeues", type=_positive(int), default=3,
                    help="preemptions/timeouts a job may requeue through (default 3)")
