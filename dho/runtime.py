@@ -128,11 +128,19 @@ def nhwc(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.dim() == 4 else x
 
 
-def loader_workers(requested: int) -> int:
-    """``requested`` loader workers, at most the CPUs this process may use minus one (the
-    job's allocation under SLURM, via the CPU affinity mask)."""
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity mask, at most SLURM's ``--cpus-per-task``
+    (``SLURM_CPUS_PER_TASK``: a cluster without task affinity, ``TaskPlugin=task/none``,
+    shows every task of a job all of its node's CPUs)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return max(0, min(int(requested), cpus - 1))
+    per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(cpus, int(per_task)) if per_task.isdigit() and int(per_task) > 0 else cpus
+
+
+def loader_workers(requested: int) -> int:
+    """``requested`` loader workers, at most the CPUs this process may use minus one (under
+    SLURM the task's share of the job's CPUs: :func:`usable_cpus`)."""
+    return max(0, min(int(requested), usable_cpus() - 1))

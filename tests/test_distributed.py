@@ -272,3 +272,18 @@ def test_gpu_only_speedups_are_off_on_cpu():
     assert nhwc(x) is x and channels_last(cpu) == torch.preserve_format
     cpus = len(os.sched_getaffinity(0))
     assert loader_workers(0) == 0 and loader_workers(64) == max(0, min(64, cpus - 1))
+
+
+def test_loader_workers_keep_to_the_task_share_of_the_cpus(monkeypatch):
+    """Under SLURM without task affinity (TaskPlugin=task/none, as on the clusters of
+    .ci/slurm-up.sh) a task of `--cpus-per-task 1` sees all of its node's CPUs: the loader
+    workers are bounded by SLURM_CPUS_PER_TASK, not by the affinity mask alone."""
+    from dho.runtime import loader_workers, usable_cpus
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert usable_cpus() == 1 and loader_workers(64) == 0
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", str(cpus + 8))  # never more than the mask
+    assert usable_cpus() == cpus
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert usable_cpus() == cpus
