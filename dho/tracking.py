@@ -28,7 +28,9 @@ import csv
 import math
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -37,7 +39,7 @@ from typing import Any, Callable, Iterable
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from .errors import ConfigError, DataError  # noqa: E402
-from .io import atomic_write_json, atomic_write_text, file_lock  # noqa: E402
+from .io import atomic_path, atomic_write_json, atomic_write_text, file_lock  # noqa: E402
 from .rundir import is_superseded, load_done, run_uid  # noqa: E402
 from .spec import RunSpec  # noqa: E402
 
@@ -48,6 +50,8 @@ ARTIFACT_FILES = ("metrics.json", "history.csv", "grad_cosine.csv", "spec.json")
 # run files (metrics.json, spec.json): anything that searches a results folder for run
 # directories must skip it (:func:`is_artifact_copy`).
 ARTIFACT_DIRNAME = "mlartifacts"
+# "0": no template store (:func:`template_dir`); every new sqlite store runs MLflow's migrations.
+TEMPLATE_ENV = "DHO_MLFLOW_TEMPLATE"
 # Columns of MLflow's sqlite schema that hold artifact URIs (rewritten by relocate_artifacts).
 ARTIFACT_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
                     ("logged_models", "artifact_location"), ("model_versions", "storage_location"))
@@ -184,10 +188,82 @@ def _client(uri: str):
         return MlflowClient(tracking_uri=uri)
     # (even a database file that exists may still be mid-creation by another process)
     with file_lock(db.parent / f".{db.name}.lock"):
+        if not db.exists() or db.stat().st_size == 0:
+            _copy_template_store(db)
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)  # creates/migrates the schema if needed
         relocate_artifacts(db)  # a results folder moved since: its artifact links follow it
     return client
+
+
+def template_dir() -> Path | None:
+    """Where the migrated empty sqlite store of this MLflow version is kept:
+    ``$XDG_CACHE_HOME/dho`` (default ``~/.cache/dho``) ``/mlflow-store-<version>``; None
+    when ``$DHO_MLFLOW_TEMPLATE`` is ``0`` (every store is then made by MLflow's migrations)."""
+    if os.environ.get(TEMPLATE_ENV, "1") == "0":
+        return None
+    from importlib.metadata import version
+
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "dho" / f"mlflow-store-{version('mlflow')}"
+
+
+def _template(folder: Path) -> Path:
+    """``folder`` holding ``mlflow.db`` (an empty store MLflow made: schema, migrations,
+    the Default experiment) and ``cwd`` (the working folder it was made in, to which MLflow
+    resolved the Default experiment's ``./mlruns``); built once, atomically (a folder
+    renamed into place: a process that loses the race keeps the winner's)."""
+    if (folder / "cwd").is_file():
+        return folder
+    from mlflow import MlflowClient
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{build / 'mlflow.db'}").search_experiments(max_results=1)
+        (build / "cwd").write_text(os.getcwd())
+        try:
+            os.rename(build, folder)
+        except OSError:
+            if not (folder / "cwd").is_file():
+                raise
+    finally:
+        shutil.rmtree(build, ignore_errors=True)  # (gone when renamed into place)
+    return folder
+
+
+def _copy_template_store(db: Path) -> bool:
+    """Create the absent sqlite store ``db`` as a copy of :func:`_template` (MLflow's schema
+    migrations cost seconds per new store): the Default experiment's artifact location
+    moved from the template's working folder to this one and its times set to now, so the
+    copy holds what MLflow itself would have written here.  False (and nothing written)
+    when the template is switched off or cannot be made; MLflow then creates the store."""
+    import sqlite3
+
+    folder = template_dir()
+    try:
+        folder = _template(folder) if folder is not None else None
+    except Exception as e:  # noqa: BLE001 - any failure: MLflow makes the store as without a template
+        warnings.warn(f"MLflow store template {folder}: {e}; creating {db} with MLflow's migrations",
+                      RuntimeWarning, stacklevel=2)
+        folder = None
+    if folder is None:
+        return False
+    now = int(time.time() * 1000)
+    with atomic_path(db) as tmp:
+        shutil.copyfile(folder / "mlflow.db", tmp)
+        con = sqlite3.connect(tmp)
+        try:
+            with con:
+                built_in = (folder / "cwd").read_text()
+                for exp_id, location in con.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall():
+                    if location and Path(location).is_relative_to(built_in):
+                        location = os.path.join(os.getcwd(), os.path.relpath(location, built_in))
+                    con.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                                "WHERE experiment_id = ?", (location, now, now, exp_id))
+        finally:
+            con.close()
+    return True
 
 
 def _get_or_create_experiment(client, name: str, uri: str) -> str:

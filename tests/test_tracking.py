@@ -293,3 +293,72 @@ def test_concurrent_start_on_a_fresh_store(tmp_path):
         p.join(timeout=300)
     assert [p.exitcode for p in procs] == [0] * 4
     assert len(_runs(uri)) == 4
+
+
+def _dump(db: Path) -> dict:
+    """Schema and every row of the sqlite store ``db``, the experiments' times left out."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        # each CREATE statement as its set of clauses: MLflow's migrations themselves write a
+        # table's constraints in an order that varies between two runs (string hashing)
+        out = {"schema": sorted((kind, name, sorted(line.strip().rstrip(",") for line in (sql or "").splitlines()))
+                                for kind, name, sql in con.execute("SELECT type, name, sql FROM sqlite_master"))}
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            cols = [r[1] for r in con.execute(f"PRAGMA table_info('{table}')")
+                    if not (table == "experiments" and r[1].endswith("_time"))]
+            out[table] = sorted(map(repr, con.execute(f"SELECT {', '.join(cols)} FROM '{table}'")))
+        return out
+    finally:
+        con.close()
+
+
+def _new_store_and_one_run(uri: str) -> tuple[dict, tuple]:
+    """:func:`_dump` of the new store ``uri``, then what a run logged in it reads back."""
+    tracking.init_store(uri, "dho")
+    store = _dump(tracking.sqlite_path(uri))
+    client = _client(uri)
+    exp = client.get_experiment_by_name("dho")
+    run = client.create_run(exp.experiment_id, tags={"spec_hash": "abc"}, run_name="r")
+    client.log_param(run.info.run_id, "lr", "0.1")
+    for step, v in enumerate((0.5, 0.25)):
+        client.log_metric(run.info.run_id, "loss", v, step=step)
+    client.set_terminated(run.info.run_id)
+    (found,) = client.search_runs([exp.experiment_id])
+    history = [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "loss")]
+    tags = {k: v for k, v in found.data.tags.items() if k == "spec_hash"}
+    return store, (exp.name, exp.artifact_location, found.info.run_name, found.info.status, found.data.params,
+            found.data.metrics, tags, history, found.info.artifact_uri.replace(found.info.run_id, "RUN"))
+
+
+def test_new_store_from_the_template_is_the_store_mlflow_makes(tmp_path, monkeypatch):
+    """A new sqlite store is a copy of a migrated empty store kept in the user cache (built
+    once per MLflow version, in another working folder): it holds what MLflow's own
+    migrations write in this folder, and the same run logs and reads back the same."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    copies = []
+    copy = tracking._copy_template_store
+    monkeypatch.setattr(tracking, "_copy_template_store", lambda db: copies.append(copy(db)) or copies[-1])
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    tracking.init_store(f"sqlite:///{tmp_path / 'first' / 'mlflow.db'}", "dho")  # builds the template
+    assert copies == [True] and (tracking.template_dir() / "mlflow.db").is_file()
+    monkeypatch.chdir(tmp_path / "here")
+    templated = _new_store_and_one_run(f"sqlite:///{tmp_path / 'templated.db'}")
+    monkeypatch.setenv(tracking.TEMPLATE_ENV, "0")
+    plain = _new_store_and_one_run(f"sqlite:///{tmp_path / 'plain.db'}")
+    assert copies == [True, True, False]  # the last one made by MLflow's migrations
+    assert templated[0] == plain[0]  # schema, migrations, experiments (times aside), every row
+    assert templated[1] == plain[1]
+    default = _client(f"sqlite:///{tmp_path / 'templated.db'}").get_experiment("0").artifact_location
+    assert default == str(tmp_path / "here" / "mlruns" / "0")  # where MLflow puts it from this folder
+
+
+def test_unusable_template_cache_warns_and_mlflow_makes_the_store(tmp_path, monkeypatch):
+    (tmp_path / "cache").write_text("a file, not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.warns(RuntimeWarning, match="MLflow store template"):
+        tracking.init_store(_uri(tmp_path), "dho")
+    assert _client(_uri(tmp_path)).get_experiment_by_name("dho") is not None
