@@ -176,14 +176,14 @@ ClusterName=dho2
 SlurmctldHost=$HOST
 SlurmctldPort=6917
 $(common_conf "$TWO_DIR" "-%n")
-NodeName=${TWO_NODES[0]} NodeHostname=$HOST NodeAddr=127.0.0.1 Port=6921 CPUs=1 RealMemory=$((MEM_MB / 4)) State=UNKNOWN
-NodeName=${TWO_NODES[1]} NodeHostname=$HOST NodeAddr=127.0.0.1 Port=6922 CPUs=1 RealMemory=$((MEM_MB / 4)) State=UNKNOWN
+NodeName=${TWO_NODES[0]} NodeHostname=$HOST NodeAddr=127.0.0.1 Port=6921 CPUs=$CPUS RealMemory=$((MEM_MB / 4)) State=UNKNOWN
+NodeName=${TWO_NODES[1]} NodeHostname=$HOST NodeAddr=127.0.0.1 Port=6922 CPUs=$CPUS RealMemory=$((MEM_MB / 4)) State=UNKNOWN
 PartitionName=two Nodes=${TWO_NODES[0]},${TWO_NODES[1]} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
 )
   local pids=("$TWO_DIR/slurmctld.pid" "$TWO_DIR/slurmd-${TWO_NODES[0]}.pid" "$TWO_DIR/slurmd-${TWO_NODES[1]}.pid")
   if write_conf "$TWO_CONF" "$text"; then
-    log "writing $TWO_CONF (nodes ${TWO_NODES[*]}, 1 CPU each)"
+    log "writing $TWO_CONF (nodes ${TWO_NODES[*]}, $CPUS CPUs each)"
     stop_started "${pids[@]:1}" "${pids[0]}"
   fi
   ensure "${pids[0]}" /usr/sbin/slurmctld -c -f "$TWO_CONF" || return 1

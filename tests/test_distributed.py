@@ -31,7 +31,9 @@ def assets(tmp_path_factory):
     from dho.models.clip import create_clip
 
     root = tmp_path_factory.mktemp("ddp")
-    make_fake_dataset("dtd", root / "data", num_classes=3, per_class=(6, 2, 2), size=16)
+    # 8 train images a class: 12 labeled (4 shots) + 12 unlabeled, so every batch of 4 + 4
+    # splits evenly over 1, 2 and 4 ranks (unequal shards weigh their means equally: README)
+    make_fake_dataset("dtd", root / "data", num_classes=3, per_class=(8, 2, 2), size=16)
     source = get_dataset("dtd", root / "data")
     torch.manual_seed(0)
     weights = root / "tiny_clip.pt"
@@ -168,6 +170,19 @@ def task_starts(logs: Path, job_id: str) -> dict[str, list[str]]:
             for log in logs.rglob(f"{job_id}_*_log.out")}
 
 
+def task_results(logs: Path, job_id: str) -> dict[str, object]:
+    """Per task (rank) of SLURM job ``job_id``: what its call returned (submitit's result
+    file of this test's own job: rank 0 the metrics, the others ``{"status": "worker",
+    "rank": r}``, so a task that trained alone, outside the group, would show)."""
+    import pickle
+
+    results = {}
+    for path in logs.rglob(f"{job_id}_*_result.pkl"):
+        outcome, value = pickle.loads(path.read_bytes())
+        results[path.name.split("_")[1]] = value if outcome == "success" else outcome
+    return results
+
+
 def submit_through_slurm(assets: Path, tmp_path: Path, env: dict, *flags: str) -> tuple[dict, dict[str, str]]:
     """`dho submit --launcher slurm FLAGS` of the test run: its metrics and, per task (rank),
     the JobEnvironment line submitit logged when the task started."""
@@ -186,7 +201,10 @@ def submit_through_slurm(assets: Path, tmp_path: Path, env: dict, *flags: str) -
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    return metrics, {task: lines[0] for task, lines in task_starts(tmp_path / "logs", metrics["slurm_job_id"]).items()}
+    jid = metrics["slurm_job_id"]
+    workers = {task: r for task, r in task_results(tmp_path / "logs", jid).items() if task != "0"}
+    assert workers == {task: {"status": "worker", "rank": int(task)} for task in workers}  # ranks of one group
+    return metrics, {task: lines[0] for task, lines in task_starts(tmp_path / "logs", jid).items()}
 
 
 def need_two_nodes() -> None:
@@ -210,17 +228,20 @@ def test_two_tasks_through_slurm_equal_one_process(assets, one_process, tmp_path
 
 
 @pytest.mark.slurm
-def test_two_nodes_through_slurm_equal_one_process(assets, one_process, tmp_path, env):
-    """`dho submit --launcher slurm --nodes 2` on the two-node cluster (two slurmd on this
-    host, .ci/slurm-up.sh): one task per node, rank = node, the master address is the
-    first node's name; same result as 1 process."""
+@pytest.mark.parametrize("tasks", [1, 2])
+def test_two_nodes_through_slurm_equal_one_process(assets, one_process, tmp_path, env, tasks):
+    """`dho submit --launcher slurm --nodes 2 --tasks-per-node T` on the two-node cluster
+    (two slurmd on this host, .ci/slurm-up.sh): rank = node x T + local rank, the master
+    address is the first node's name; same result as 1 process."""
     need_two_nodes()
     one_dir, one = one_process
-    two, starts = submit_through_slurm(assets, tmp_path, {**env, "SLURM_CONF": str(TWO_NODE_CONF)}, "--nodes", "2")
+    env = {**env, "SLURM_CONF": str(TWO_NODE_CONF)}
+    two, starts = submit_through_slurm(assets, tmp_path, env, "--nodes", "2", "--tasks-per-node", str(tasks))
     same(one_dir, tmp_path / "run", one, two, keys=SAME_NUMBERS)
-    assert set(starts) == {"0", "1"}
-    for rank, line in starts.items():  # each rank on its own node: node=<rank>(2), global_rank=<rank>(2)
-        assert f"local_rank=0(1), node={rank}(2), global_rank={rank}(2)" in line, line
+    assert set(starts) == {str(rank) for rank in range(2 * tasks)}
+    for rank, line in starts.items():
+        node, local = divmod(int(rank), tasks)
+        assert f"local_rank={local}({tasks}), node={node}(2), global_rank={rank}({2 * tasks})" in line, line
 
 
 @pytest.mark.slurm
