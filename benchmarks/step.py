@@ -131,6 +131,7 @@ def build_run(spec, work: Path):
     run._setup_data()
     run._setup_models()
     run._setup_optim()
+    run._setup_loaders()
     return run
 
 

@@ -33,6 +33,12 @@ train index)``, so a view does not depend on ``num_workers``, the batch order or
 label level (the teacher-output cache relies on it).  A run resumed from the epoch checkpoint reproduces the uninterrupted run
 exactly on CPU with the same thread count (``torch.use_deterministic_algorithms`` is on).
 
+Loaders.  One loader per dataset lives for the whole run (:class:`dho.data.loading.RunLoaders`):
+its ``num_workers`` worker processes (capped to the job's CPUs minus one) start on its first
+pass and are not forked again each epoch, each epoch's batch plan being handed to it; they
+seed from the loader's own generator, so torch's global random stream (dropout) is the same
+with 0 or N workers.
+
 Concurrency.  An exclusive file lock (:func:`dho.io.file_lock`) on ``RUN_DIR/.lock`` is held while
 training: a second launch of the same run waits, then finds it done and returns its metrics.
 """
@@ -191,6 +197,7 @@ class _Run:
         self.slurm_job_id = slurm_job_id()
         self.mlflow_run_id = self.tracker.start({"git_commit": self.git_commit, "slurm_job_id": self.slurm_job_id,
                                                  "run_dir": str(self.run_dir.resolve())})
+        self._setup_loaders()
         try:
             self._setup_optim()
             if ckpt is not None:
@@ -200,6 +207,8 @@ class _Run:
         except BaseException:
             self.tracker.finish(None, status="FAILED")
             raise
+        finally:
+            self.loaders.close()
         self.tracker.finish(metrics)
         return metrics
 
@@ -308,12 +317,16 @@ class _Run:
                               f"{', '.join(sorted(set(self.method.teacher_outputs) - {'logits'}))}; "
                               f"use a feature cache (teacher_cache_topk: null)")
 
-    def _loader(self, dataset, batch_size: int = 1, batches=None):
-        """A loader in dataset order, or over ``batches`` (lists of view keys) when given;
-        at most one worker per CPU the job may use, besides the training process."""
-        kwargs = dict(batch_sampler=batches) if batches is not None else dict(batch_size=batch_size)
-        return torch.utils.data.DataLoader(dataset, num_workers=loader_workers(self.spec.num_workers),
-                                           pin_memory=self.device.type == "cuda", **kwargs)
+    def _setup_loaders(self) -> None:
+        """One loader per dataset for the whole run (:class:`dho.data.loading.RunLoaders`):
+        its workers (at most one per CPU the job may use, besides the training process)
+        start once, not every epoch; pinned memory on CUDA only."""
+        from .data.loading import RunLoaders
+
+        self.loaders = RunLoaders(loader_workers(self.spec.num_workers), pin_memory=self.device.type == "cuda")
+
+    def _eval_batches(self, dataset):
+        return self.loaders.iterate(dataset, batch_size=max(self.spec.batch_size, self.spec.unlabeled_batch_size))
 
     def _steps_per_epoch(self) -> int:
         if self.spec.epoch_length == "unlabeled" and len(self.schedule.unlabeled) == 0:
@@ -445,9 +458,9 @@ class _Run:
                 if len(l_part):  # a short last batch may leave a shard empty
                     micro.append((l_part, u_part if u_part is not None and len(u_part) else None))
             plan.append(micro)
-        labeled = iter(self._loader(self.labeled_set, batches=[l.tolist() for m in plan for l, _ in m]))
-        unl = [u.tolist() for m in plan for _, u in m if u is not None]
-        unlabeled = iter(self._loader(self.unlabeled_set, batches=unl)) if unl else iter(())
+        labeled = self.loaders.iterate(self.labeled_set, batches=[l for m in plan for l, _ in m])
+        unl = [u for m in plan for _, u in m if u is not None]
+        unlabeled = self.loaders.iterate(self.unlabeled_set, batches=unl) if unl else iter(())
         for m in plan:
             yield [(next(labeled), next(unlabeled) if u is not None else None) for _, u in m]
 
@@ -581,7 +594,7 @@ class _Run:
         """Both heads' logits (cpu, float32) and labels over ``dataset`` (eval mode)."""
         self.student.eval()
         ce, kd, labels = [], [], []
-        for x, y, *_ in self._loader(dataset, max(self.spec.batch_size, self.spec.unlabeled_batch_size)):
+        for x, y, *_ in self._eval_batches(dataset):
             out = self.student(x.to(self.device))
             ce.append(out.ce.float().cpu())
             kd.append(out.kd.float().cpu())
@@ -623,7 +636,7 @@ class _Run:
                 logits = self.teacher_cache.test_logits(self.teacher, self.device)
             return float(accuracy(logits.cpu(), self.teacher_cache.test_labels))
         logits, labels = [], []
-        for x, y, *_ in self._loader(dataset, max(self.spec.batch_size, self.spec.unlabeled_batch_size)):
+        for x, y, *_ in self._eval_batches(dataset):
             logits.append(self._teacher_logits(x.to(self.device)).cpu())
             labels.append(y)
         return float(accuracy(torch.cat(logits), torch.cat(labels)))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks import dryrun, overhead, step, waiting
+from benchmarks import dryrun, loader_epochs, overhead, step, waiting
 
 
 def test_dryrun_benchmark_counts_the_jobs(tmp_path, capsys):
@@ -43,6 +43,20 @@ def test_step_benchmark_runs_the_live_cached_and_authors_steps(tmp_path, capsys)
     assert same["loss_rel_diff"] < 1e-3 and same["grad_rel_diff"] < 1e-2
     assert json.loads(plan.read_text())["teacher_flops_per_s"] > 0
     assert "where the time goes" in capsys.readouterr().out
+
+
+def test_loader_epochs_benchmark_reads_the_same_batches_both_ways(tmp_path, capsys):
+    out = tmp_path / "loaders.json"
+    assert loader_epochs.main(["--epochs", "2", "--shots", "1", "--unlabeled", "1", "--batch", "6", "--image-size", "16",
+                               "--source-px", "16", "--teacher-model", "dho-tiny-clip", "--workers", "2",
+                               "--uncapped", "--zero", "--json", str(out)]) == 0  # 1: the variants' batches differ
+    figures = json.loads(out.read_text())
+    assert figures["workers"] == 2
+    assert [(r["epoch"], r["variant"]) for r in figures["rows"]] == [
+        (1, "rebuilt"), (1, "persistent"), (2, "rebuilt"), (2, "persistent"), (1, "0 workers"), (2, "0 workers")]
+    assert len({r["digest"] for r in figures["rows"] if r["epoch"] == 1}) == 1
+    assert all(r["train_s"] > 0 and r["val_s"] > 0 for r in figures["rows"])
+    assert "rebuilt / persistent" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -96,16 +96,19 @@ def one_process(assets, tmp_path_factory):
 
 
 def test_two_processes_equal_one(assets, one_process, tmp_path):
-    one_dir, one = one_process
-    two = run_processes(2, make_spec(assets, tmp_path), tmp_path / "run")
+    one_dir, one = one_process  # (0 loader workers; each rank here has one per loader, for the whole run)
+    two = run_processes(2, make_spec(assets, tmp_path, num_workers=1), tmp_path / "run")
     same(one_dir, tmp_path / "run", one, two)
     assert two["images_per_s"] and not (tmp_path / "run" / "worker").exists()
 
 
-def test_gradient_accumulation_keeps_the_global_batch(assets, one_process, tmp_path):
+def test_gradient_accumulation_keeps_the_global_batch(assets, one_process, tmp_path, monkeypatch):
     one_dir, one = one_process
-    # 4 labeled + 4 unlabeled images per step, at most 4 per forward: 2 equal micro-batches
-    acc = train.run_training(RunSpec.from_dict(make_spec(assets, tmp_path, max_device_batch=4)), tmp_path / "run")
+    # 4 labeled + 4 unlabeled images per step, at most 4 per forward: 2 equal micro-batches,
+    # read by 2 loader workers per loader (uncapped; the reference run has none)
+    monkeypatch.setattr(train, "loader_workers", lambda n: n)
+    spec = make_spec(assets, tmp_path, max_device_batch=4, num_workers=2)
+    acc = train.run_training(RunSpec.from_dict(spec), tmp_path / "run")
     same(one_dir, tmp_path / "run", one, acc)
     assert distributed.accumulation_steps(8, 1, 3) == 3 and distributed.accumulation_steps(8, 2, 3) == 2
     assert distributed.accumulation_steps(8, 2, None) == 1

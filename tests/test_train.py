@@ -194,6 +194,104 @@ def test_same_spec_and_seed_gives_same_metrics(baseline, assets, tmp_path):
     same_outputs(run_dir, tmp_path / "run")
 
 
+# loader workers -----------------------------------------------------------------------
+def _log_loader_pids(monkeypatch, log: Path) -> None:
+    """Two loader workers per dataset (uncapped), each image read logged as ``kind epoch pid``
+    (a line per read, appended from whichever process reads it)."""
+    from dho.data.loading import ImageList
+    from dho.data.views import ViewDataset, unpack_keys
+
+    monkeypatch.setattr(train, "loader_workers", lambda n: n)
+
+    def logged(real, kind):
+        def getitem(self, i):
+            epoch = int(unpack_keys(i)[0]) if kind == "view" else 0
+            with open(log, "a") as f:
+                f.write(f"{kind} {epoch} {os.getpid()}\n")
+            return real(self, i)
+        return getitem
+
+    monkeypatch.setattr(ViewDataset, "__getitem__", logged(ViewDataset.__getitem__, "view"))
+    monkeypatch.setattr(ImageList, "__getitem__", logged(ImageList.__getitem__, "eval"))
+
+
+def _read_pids(log: Path) -> dict[tuple[str, int], set[int]]:
+    out: dict[tuple[str, int], set[int]] = {}
+    for line in log.read_text().splitlines():
+        kind, epoch, pid = line.split()
+        out.setdefault((kind, int(epoch)), set()).add(int(pid))
+    return out
+
+
+def _gone(pids: set[int]) -> bool:
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        return False
+    return True
+
+
+def test_loader_workers_start_once_per_run_and_change_nothing(baseline, assets, tmp_path, monkeypatch):
+    """2 workers per loader for 3 epochs: the same processes read every epoch's views (one
+    set per loader, not forked again per epoch), the outputs equal the 0-worker run's, and
+    the workers are gone when the run returns."""
+    _, base_dir, m = baseline
+    log = tmp_path / "reads.log"
+    _log_loader_pids(monkeypatch, log)
+    again = train.run_training(make_spec(assets, tmp_path / "mlflow.db", num_workers=2), tmp_path / "run")
+    assert results(again) == results(m)
+    same_outputs(base_dir, tmp_path / "run")
+    pids = _read_pids(log)
+    views = [pids[("view", e)] for e in (1, 2, 3)]
+    assert os.getpid() not in set().union(*views, pids[("eval", 0)])  # read in workers
+    assert views[0] == views[1] == views[2] and len(views[0]) == 4  # labeled + unlabeled loaders, 2 each
+    assert len(pids[("eval", 0)]) == 4  # val and test loaders, 2 each, over 3 validations and the test
+    assert _gone(set().union(*views, pids[("eval", 0)]))
+
+
+def test_dropout_draws_the_same_with_and_without_loader_workers(assets, tmp_path, monkeypatch):
+    """A method with dropout (DHO's non-linear heads) uses torch's global random stream while
+    training: the loaders draw nothing from it, so 0 and 2 workers give the same run."""
+    runs = {}
+    for workers in (0, 2):
+        monkeypatch.setattr(train, "loader_workers", lambda n: n)
+        spec = make_spec(assets, tmp_path / "mlflow.db", method="dho_nl_both", num_workers=workers)
+        runs[workers] = results(train.run_training(spec, tmp_path / f"run{workers}"))
+    assert runs[0] == runs[2]
+    same_outputs(tmp_path / "run0", tmp_path / "run2")
+
+
+def test_resume_with_loader_workers_gives_the_same_outputs(baseline, assets, tmp_path, monkeypatch):
+    """A run with 2 workers per loader stopped by an error after its epoch-1 checkpoint: its
+    workers stop with it; resumed (new workers), it equals the uninterrupted 0-worker run."""
+    _, base_dir, m = baseline
+    log = tmp_path / "reads.log"
+    _log_loader_pids(monkeypatch, log)
+    spec = make_spec(assets, tmp_path / "mlflow.db", num_workers=2)
+    real = train._Run._save_checkpoint
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(self):
+        real(self)
+        raise Stop()
+
+    monkeypatch.setattr(train._Run, "_save_checkpoint", save_then_stop)
+    with pytest.raises(Stop):
+        train.run_training(spec, tmp_path / "run")
+    monkeypatch.setattr(train._Run, "_save_checkpoint", real)
+    first = _read_pids(log)
+    assert set(first) == {("view", 1), ("eval", 0)} and _gone(first[("view", 1)] | first[("eval", 0)])
+    resumed = train.run_training(spec, tmp_path / "run")
+    assert results(resumed) == results(m)
+    same_outputs(base_dir, tmp_path / "run")
+    later = _read_pids(log)
+    assert later[("view", 2)] == later[("view", 3)] and not later[("view", 2)] & first[("view", 1)]
+
+
 # kill-and-resume ----------------------------------------------------------------------
 _CHILD = r"""
 import os, sys, time, torch
@@ -242,7 +340,8 @@ def _kill_at(stage: str, spec_file: Path, run_dir: Path, tmp_path: Path) -> None
 def test_kill_and_resume_gives_the_same_metrics(baseline, assets, tmp_path):
     spec, base_dir, m = baseline
     spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps(make_spec(assets, tmp_path / "mlflow.db").to_dict()))
+    # with a loader worker (the baseline has none): SIGKILL leaves live workers, which stop on their own
+    spec_file.write_text(json.dumps(make_spec(assets, tmp_path / "mlflow.db", num_workers=1).to_dict()))
     run_dir = tmp_path / "run"
 
     _kill_at("after:1", spec_file, run_dir, tmp_path)  # killed right after the epoch-1 checkpoint

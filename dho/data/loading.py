@@ -67,3 +67,67 @@ def eval_transform(image_size: int) -> Callable:
         T.CenterCrop(image_size),
         T.ToTensor(),
     ])
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """A batch sampler whose batches are set before each pass (:meth:`set`): a loader
+    with persistent workers keeps its worker processes while each epoch still feeds it
+    that epoch's own batch plan."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def set(self, batches) -> None:
+        self.batches = [[int(k) for k in b] for b in batches]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class RunLoaders:
+    """One ``DataLoader`` per dataset for the whole of a training run.
+
+    With ``workers`` > 0 its worker processes start on the dataset's first pass and live
+    until :meth:`close` (``persistent_workers``): they are not forked again each epoch,
+    and each keeps its decoded images (:func:`~dho.data.source.open_rgb`).  Every loader
+    seeds its workers from its own generator, not from torch's global one, so the global
+    random stream of the training process is the same whatever the worker count.
+    ``persistent=False`` builds a fresh loader per pass (the behaviour before, kept for
+    ``benchmarks/loader_epochs.py``).  Pinned memory is for a CUDA device only.
+    """
+
+    def __init__(self, workers: int, pin_memory: bool = False, persistent: bool = True):
+        self.workers, self.pin_memory, self.persistent = int(workers), bool(pin_memory), persistent
+        self._loaders: dict[int, tuple[torch.utils.data.DataLoader, EpochBatches | None]] = {}
+
+    def iterate(self, dataset, batches=None, batch_size: int = 1):
+        """An iterator over ``dataset``: in order in batches of ``batch_size``, or over
+        ``batches`` (lists of indices, e.g. this epoch's view keys) when given."""
+        held = self._loaders.get(id(dataset)) if self.persistent else None
+        if held is None:
+            sampler = EpochBatches() if batches is not None else None
+            kwargs = dict(batch_sampler=sampler) if sampler is not None else dict(batch_size=batch_size)
+            loader = torch.utils.data.DataLoader(
+                dataset, num_workers=self.workers, pin_memory=self.pin_memory,
+                persistent_workers=self.persistent and self.workers > 0,
+                generator=torch.Generator().manual_seed(0), **kwargs)
+            held = (loader, sampler)
+            if self.persistent:
+                self._loaders[id(dataset)] = held
+        loader, sampler = held
+        if (sampler is None) != (batches is None):
+            raise ValueError("a dataset is iterated either over given batches or in order, not both")
+        if sampler is not None:
+            sampler.set(batches)
+        return iter(loader)
+
+    def close(self) -> None:
+        """Stop every loader's worker processes (they stop on their own when this process ends)."""
+        for loader, _ in self._loaders.values():
+            it, loader._iterator = getattr(loader, "_iterator", None), None
+            if it is not None and hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
+        self._loaders.clear()
