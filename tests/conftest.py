@@ -64,6 +64,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+class StopAfterCheckpoint(Exception):
+    """What a training run patched by :func:`stop_after_checkpoint` raises."""
+
+
+def stop_after_checkpoint(monkeypatch) -> None:
+    """Make training runs raise :class:`StopAfterCheckpoint` right after their first epoch
+    checkpoint is written (a run stopped there resumes from it)."""
+    from dho import train
+
+    real = train._Run._save_checkpoint
+
+    def save_then_stop(self):
+        real(self)
+        raise StopAfterCheckpoint()
+
+    monkeypatch.setattr(train._Run, "_save_checkpoint", save_then_stop)
+
+
 @pytest.fixture(scope="session")
 def env() -> dict[str, str]:
     """Environment for subprocesses: this interpreter's bin first on PATH (rules call

@@ -18,6 +18,7 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 from dho import distributed, train  # noqa: E402
 from dho.spec import RunSpec  # noqa: E402
+from conftest import StopAfterCheckpoint, stop_after_checkpoint  # noqa: E402
 from fake_datasets import make_fake_dataset  # noqa: E402
 
 RESULT_KEYS = ("test_acc", "test_acc_ce", "test_acc_kd", "val_acc", "alpha", "beta", "best_epoch",
@@ -117,19 +118,9 @@ def test_gradient_accumulation_keeps_the_global_batch(assets, one_process, tmp_p
 def test_checkpoint_of_one_process_resumes_in_two(assets, one_process, tmp_path, monkeypatch):
     one_dir, one = one_process
     spec = make_spec(assets, tmp_path)
-    real = train._Run._save_checkpoint
-
-    class Stop(Exception):
-        pass
-
-    def save_then_stop(self):
-        real(self)
-        raise Stop()
-
-    monkeypatch.setattr(train._Run, "_save_checkpoint", save_then_stop)
-    with pytest.raises(Stop):
+    with monkeypatch.context() as patch, pytest.raises(StopAfterCheckpoint):
+        stop_after_checkpoint(patch)
         train.run_training(RunSpec.from_dict(spec), tmp_path / "run")
-    monkeypatch.undo()
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
     resumed = run_processes(2, spec, tmp_path / "run")
     same(one_dir, tmp_path / "run", one, resumed)

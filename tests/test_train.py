@@ -26,7 +26,7 @@ from dho import rundir, runtime, train  # noqa: E402
 from dho.job import TrainJob  # noqa: E402
 from dho.errors import CheckpointError, ConfigError, DataError, TrainingError  # noqa: E402
 from dho.spec import RunSpec  # noqa: E402
-from conftest import free_port  # noqa: E402
+from conftest import StopAfterCheckpoint, free_port, stop_after_checkpoint  # noqa: E402
 from fake_datasets import make_fake_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,19 +270,9 @@ def test_resume_with_loader_workers_gives_the_same_outputs(baseline, assets, tmp
     log = tmp_path / "reads.log"
     _log_loader_pids(monkeypatch, log)
     spec = make_spec(assets, tmp_path / "mlflow.db", num_workers=2)
-    real = train._Run._save_checkpoint
-
-    class Stop(Exception):
-        pass
-
-    def save_then_stop(self):
-        real(self)
-        raise Stop()
-
-    monkeypatch.setattr(train._Run, "_save_checkpoint", save_then_stop)
-    with pytest.raises(Stop):
+    with monkeypatch.context() as patch, pytest.raises(StopAfterCheckpoint):
+        stop_after_checkpoint(patch)
         train.run_training(spec, tmp_path / "run")
-    monkeypatch.setattr(train._Run, "_save_checkpoint", real)
     first = _read_pids(log)
     assert set(first) == {("view", 1), ("eval", 0)} and _gone(first[("view", 1)] | first[("eval", 0)])
     resumed = train.run_training(spec, tmp_path / "run")
