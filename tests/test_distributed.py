@@ -64,6 +64,8 @@ def _worker(rank: int, world: int, port: int, spec: dict, run_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), MLFLOW_DISABLE_TELEMETRY="true")
     torch.set_num_threads(1)
+    # loader workers fork, as in the ranks that srun starts (mp.spawn made 'spawn' this process's default)
+    mp.set_start_method("fork", force=True)
     d = distributed.init_from_env("cpu")
     assert (d.rank, d.world) == (rank, world)
     try:
