@@ -20,8 +20,11 @@ Variants, interleaved epoch by epoch on the same run object:
 - ``rebuilt``: ``RunLoaders(persistent=False)``, a new DataLoader per pass as before: new
   worker processes every epoch, each starting with an empty decoded-image cache;
 - ``persistent``: the run's loaders (workers started in epoch 1 and kept);
-- ``0 workers`` (``--zero``): the training process reads; timed after the others, since
-  it fills that process's decoded-image cache, which forked workers would inherit.
+- ``0 workers`` (``--zero``): the training process reads.
+
+Each variant has its own decoded-image cache in the training process (swapped in for its
+epochs), as in a run of its own: the 0-worker variant's decoded images are not inherited
+by the workers that the other variants fork.
 
 Every variant must read the same batches: a digest of each epoch's tensors is compared.
 """
@@ -35,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .common import machine, machine_line, table, write_json
@@ -71,13 +75,29 @@ def read_epoch(run, epoch: int) -> tuple[float, float, str]:
     return t1 - t0, t2 - t1, digest.hexdigest()[:16]
 
 
+@contextmanager
+def main_process_cache(held: list):
+    """``held`` = [decoded images, [bytes]] as this process's ``open_rgb`` cache for the block."""
+    from dho.data import source
+
+    before = source._DECODED, source._DECODED_BYTES
+    source._DECODED, source._DECODED_BYTES = held
+    try:
+        yield
+    finally:
+        source._DECODED, source._DECODED_BYTES = before
+
+
 def time_variants(run, variants: dict, epochs: int) -> list[dict]:
-    """One row per (epoch, variant): train and val seconds, digest; variants interleaved."""
+    """One row per (epoch, variant): train and val seconds, digest; variants interleaved,
+    each with its own decoded-image cache in this process."""
     rows = []
+    caches = {name: [{}, [0]] for name in variants}
     for epoch in range(1, epochs + 1):
         for name, loaders in variants.items():
             run.loaders = loaders
-            train_s, val_s, digest = read_epoch(run, epoch)
+            with main_process_cache(caches[name]):
+                train_s, val_s, digest = read_epoch(run, epoch)
             rows.append({"epoch": epoch, "variant": name, "train_s": train_s, "val_s": val_s,
                          "epoch_s": train_s + val_s, "digest": digest})
         _say(f"epoch {epoch}: " + ", ".join(f"{r['variant']} {r['epoch_s']:.2f} s" for r in rows[-len(variants):]))
@@ -122,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--source-px", type=int, default=320, help="side of the generated source images")
     ap.add_argument("--teacher-model", default="RN50", help="open_clip model of the random-weight teacher")
-    ap.add_argument("--zero", action="store_true", help="also time 0 workers (after the others)")
+    ap.add_argument("--zero", action="store_true", help="also time 0 workers")
     ap.add_argument("--json", default=None, help="also write all figures here")
     args = ap.parse_args(argv)
     import torch
@@ -132,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     workers = args.workers if args.uncapped else loader_workers(args.workers)
+    at_start = machine()
     print(machine_line())
     with tempfile.TemporaryDirectory(prefix="bench-loaders-") as tmp:
         work = Path(tmp)
@@ -140,14 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         _say("building the models")
         teacher_file = random_teacher_file(args.teacher_model, SOURCE_CLASSES, work)
         run = build_run(run_spec(args, work / "data", teacher_file), work / "run")
-        variants = {"rebuilt": RunLoaders(workers, persistent=False), "persistent": RunLoaders(workers)}
+        variants = {"rebuilt": RunLoaders(workers, persistent=False), "persistent": RunLoaders(workers),
+                    **({"0 workers": RunLoaders(0)} if args.zero else {})}
         _say(f"timing {args.epochs} epochs of {run.steps_per_epoch} steps, {workers} workers per loader")
         rows = time_variants(run, variants, args.epochs)
-        if args.zero:
-            rows += time_variants(run, {"0 workers": RunLoaders(0)}, args.epochs)
         for loaders in variants.values():
             loaders.close()
-        names = list(variants) + (["0 workers"] if args.zero else [])
+        names = list(variants)
         n_val = len(run.val_set)
     print(f"{args.shots} shots x {SOURCE_CLASSES} classes + {args.unlabeled} unlabeled per class "
           f"({args.source_px} px JPEGs), {run.steps_per_epoch} steps of {args.batch}+{args.batch} views at "
@@ -159,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(summary(rows, names), ["variant", "epoch 1 s", "later epochs: median s", "train part s",
                                        "val part s", "all epochs s"]))
     print(f"1-min load average at the end: {os.getloadavg()[0]:.2f}")
-    write_json(args.json, {"benchmark": "loader_epochs", "machine": machine(), "args": vars(args),
+    write_json(args.json, {"benchmark": "loader_epochs", "machine": at_start, "args": vars(args),
                            "workers": workers, "rows": rows, "load_avg_1min_end": os.getloadavg()[0]})
     same = all(r["same batches"] == "yes" for r in side_by_side(rows, names))
     return 0 if same else 1
