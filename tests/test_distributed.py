@@ -241,6 +241,7 @@ def test_two_nodes_through_slurm_equal_one_process(assets, one_process, tmp_path
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_requeued_two_node_job_resumes_to_the_same_result(assets, tmp_path, env, monkeypatch):
     """`scontrol requeue` of a running 2-node job: SLURM kills the tasks on both nodes and
     starts the job again under the same id (so the same rendezvous port); both ranks resume
