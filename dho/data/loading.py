@@ -78,7 +78,8 @@ class EpochBatches(torch.utils.data.Sampler):
         self.batches: list[list[int]] = []
 
     def set(self, batches) -> None:
-        self.batches = [[int(k) for k in b] for b in batches]
+        """``batches``: sequences of dataset indices (numpy arrays or lists of ints)."""
+        self.batches = [b.tolist() if hasattr(b, "tolist") else [int(k) for k in b] for b in batches]
 
     def __iter__(self):
         return iter(self.batches)
