@@ -198,9 +198,10 @@ def submit_through_slurm(assets: Path, tmp_path: Path, env: dict, *flags: str) -
     assert p.returncode == 0, p.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     jid = metrics["slurm_job_id"]
+    starts = {task: lines[0] for task, lines in task_starts(tmp_path / "logs", jid).items()}
     workers = {task: r for task, r in task_results(tmp_path / "logs", jid).items() if task != "0"}
-    assert workers == {task: {"status": "worker", "rank": int(task)} for task in workers}  # ranks of one group
-    return metrics, {task: lines[0] for task, lines in task_starts(tmp_path / "logs", jid).items()}
+    assert workers == {task: {"status": "worker", "rank": int(task)} for task in starts if task != "0"}  # one group
+    return metrics, starts
 
 
 def need_two_nodes() -> None:
