@@ -59,6 +59,19 @@ ACTIVE_STATES = frozenset({
     "REQUEUE_HOLD", "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT",
     "PREEMPTED", "RESV_DEL_HOLD",
 })
+# pending reasons (squeue %r) under which a job does not start unless its request or the
+# cluster's configuration changes: the waiter says so at once instead of waiting silently
+NEVER_STARTS_REASONS = {
+    "PartitionNodeLimit": "more nodes than its partition allows or has up (resources.nodes)",
+    "PartitionTimeLimit": "a longer time limit than its partition allows (resources.time_min)",
+    "PartitionConfig": "more resources than its partition's configuration allows",
+    "BadConstraints": "constraints no node satisfies",
+    "InvalidAccount": "an account it may not use (slurm.account)",
+    "InvalidQOS": "a QOS it may not use (slurm.qos)",
+    "QOSMaxCpuPerJobLimit": "more CPUs than its QOS allows per job (resources.cpus)",
+    "QOSMaxNodePerJobLimit": "more nodes than its QOS allows per job (resources.nodes)",
+    "QOSMaxWallDurationPerJobLimit": "a longer time limit than its QOS allows (resources.time_min)",
+}
 JOB_FILE = "slurm_job.json"
 # seconds between squeue snapshots (one per log folder, shared by its waiters), and the
 # most seconds between checks of a waiter's own result files
@@ -222,11 +235,14 @@ def wait_for_job(job_id: str, log_dir: Path, result: Callable[[], T | None], wha
     start = time.monotonic()
     gone_since: float | None = None
     last_state: str | None = None
+    pending: str | None = None  # the last pending reason seen
     while True:
         value = result()
         if value is not None:
             return value
         state, known = queue.state(job_id, submitted_at)
+        pending = _tell_pending_reason(job_id, what, queue.pending_reason(job_id) if state == "PENDING" else None,
+                                       pending)
         now = time.monotonic()
         if state in ACTIVE_STATES or not known:
             gone_since = None
@@ -240,9 +256,19 @@ def wait_for_job(job_id: str, log_dir: Path, result: Callable[[], T | None], wha
         if now - start > max_wait_s:
             subprocess.run(["scancel", str(job_id)], capture_output=True)
             raise TrainingError(f"SLURM job {job_id} for {what} not done after {max_wait_s / 60:.0f} min "
-                                f"(last state {last_state}); cancelled it")
+                                f"(last state {last_state}{f', pending reason {pending}' if pending else ''}); cancelled it")
         # result files are cheap to check; jitter keeps waiters from polling in step
         time.sleep(min(poll_s, CHECK_S) * random.uniform(0.8, 1.2))
+
+
+def _tell_pending_reason(job_id: str, what: str, reason: str | None, last: str | None) -> str | None:
+    """Print one line to stderr when the pending job's reason changes to one under which it
+    cannot start (:data:`NEVER_STARTS_REASONS`); the reason now, or the last one seen."""
+    if reason is not None and reason != last and reason in NEVER_STARTS_REASONS:
+        print(f"warning: SLURM job {job_id} for {what} is pending with reason {reason}: it asks for "
+              f"{NEVER_STARTS_REASONS[reason]}, so it will not start until that changes (scancel {job_id}, "
+              f"fix the suite's key and rerun)", file=sys.stderr, flush=True)
+    return reason or last
 
 
 def _log_tail(folder: Path, lines: int = 3, suffix: str = "_log.err") -> str:

@@ -7,7 +7,8 @@ controller grow with the number of jobs in flight (``jobs: 100`` waiters polling
 folder, ``results/<suite>/logs``) share one snapshot of the queue:
 
 - ``<folder>/.squeue.json`` holds ``{"taken_at": epoch s, "ok": bool, "states": {job id:
-  state}}``, the output of one ``squeue --me -h -t all -o "%i %T"``;
+  state}, "reasons": {job id: reason}}``, the output of one ``squeue --me -h -t all -o
+  "%i %T %r"`` (reasons of pending jobs only: why SLURM has not started them);
 - a waiter reads it; when it is older than ``max_age_s`` the waiter takes
   ``<folder>/.squeue.lock`` (:func:`dho.io.file_lock`), reads it again (another waiter may just have
   refreshed it) and only then runs ``squeue`` itself and rewrites the file atomically.
@@ -32,12 +33,12 @@ from .io import atomic_write_json, file_lock
 
 SNAPSHOT = ".squeue.json"
 LOCK = ".squeue.lock"
-SQUEUE = ("squeue", "--me", "-h", "-t", "all", "-o", "%i %T")
+SQUEUE = ("squeue", "--me", "-h", "-t", "all", "-o", "%i %T %r")
 
 
-def run_squeue(timeout_s: float = 60.0) -> dict[str, str] | None:
-    """This user's jobs and their states (``{"123": "RUNNING"}``), or None when squeue
-    failed."""
+def run_squeue(timeout_s: float = 60.0) -> tuple[dict[str, str], dict[str, str]] | None:
+    """This user's jobs: their states (``{"123": "RUNNING"}``) and, for pending jobs, the
+    reason SLURM gives (``{"124": "Resources"}``); None when squeue failed."""
     try:
         p = subprocess.run(SQUEUE, capture_output=True, text=True, timeout=timeout_s)
     except (OSError, subprocess.TimeoutExpired):
@@ -45,11 +46,14 @@ def run_squeue(timeout_s: float = 60.0) -> dict[str, str] | None:
     if p.returncode != 0:
         return None
     states: dict[str, str] = {}
+    reasons: dict[str, str] = {}
     for line in p.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
+        parts = line.split(maxsplit=2)
+        if len(parts) >= 2:
             states[parts[0]] = parts[1]
-    return states
+        if len(parts) == 3 and parts[1] == "PENDING":
+            reasons[parts[0]] = parts[2]
+    return states, reasons
 
 
 class QueueView:
@@ -80,8 +84,9 @@ class QueueView:
             if snap is not None and snap["taken_at"] >= wanted:
                 return snap
             taken_at = time.time()
-            states = run_squeue()
-            snap = {"taken_at": taken_at, "ok": states is not None, "states": states or {}}
+            queue = run_squeue()
+            states, reasons = queue if queue is not None else ({}, {})
+            snap = {"taken_at": taken_at, "ok": queue is not None, "states": states, "reasons": reasons}
             atomic_write_json(self.folder / SNAPSHOT, snap)
         return snap
 
@@ -96,3 +101,10 @@ class QueueView:
         if state is None and snap["taken_at"] < submitted_at:
             return None, False
         return state, True
+
+    def pending_reason(self, job_id: str) -> str | None:
+        """Why SLURM has not started the pending job, from the last snapshot (no squeue
+        call); None when it is not pending or the snapshot has no reasons."""
+        snap = self._read()
+        reasons = snap.get("reasons") if snap is not None else None
+        return reasons.get(str(job_id)) if isinstance(reasons, dict) else None
