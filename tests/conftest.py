@@ -35,6 +35,31 @@ def skip_unless_ci(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's ``--dist loadgroup`` (pyproject's addopts: 2 workers), the SLURM
+    tests run one after another on one worker, started first: the one-node cluster has 2
+    CPUs and they mostly wait on it, while the other worker runs the rest.  The other tests
+    go by file, so that a module's fixtures are built once."""
+    if not config.getoption("loadgroup", default=False):  # (set on pytest-xdist's workers)
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("slurm" if item.get_closest_marker("slurm") else item.path.name))
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # (stable)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop rather than run the SLURM tests side by side: pytest-xdist 3.8 cannot group
+    tests on pytest 9.2 (pytest-dev/pytest-xdist#1386; it just ignores the groups)."""
+    if config.getoption("dist", default="no") == "loadgroup" and pytest.version_tuple[:2] >= (9, 2):
+        from importlib.metadata import version
+
+        if tuple(int(x) for x in version("pytest-xdist").split(".")[:2]) <= (3, 8):
+            raise pytest.UsageError(f"pytest {pytest.__version__} with pytest-xdist {version('pytest-xdist')} "
+                                    "cannot group the SLURM tests on one worker (pytest-dev/pytest-xdist#1386): "
+                                    "install pyproject's test extra (pytest<9.2) or run with -n0")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("slurm") and not slurm_available():
         skip_unless_ci("needs a running SLURM cluster (run .ci/slurm-up.sh as root)")
