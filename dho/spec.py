@@ -52,9 +52,9 @@ class RunSpec:
     method: str = "dho"                      # method registry name (dho.methods)
     method_args: dict = field(default_factory=dict)  # e.g. {"lam": 0.5, "temperature": 2.0}
     seed: int = 1
-    # student forwards per step: "joint" = one over cat([x_l, x_u]) (the authors' ImageNet
-    # scripts); "split" = one per part (their few-shot train_others.py: BatchNorm normalises
-    # each part with its own statistics and updates its running ones twice a step)
+    # student (and teacher) calls per step: "joint" = one over cat([x_l, x_u]) (the authors'
+    # ImageNet scripts); "split" = one per part (their few-shot train_others.py: BatchNorm
+    # normalises each part with its own statistics and updates its running ones twice a step)
     student_forward: str = "joint"
     # --- optimisation ------------------------------------------------------------------
     epochs: int = 200

@@ -64,3 +64,20 @@ def test_key_is_checked_and_hashed_only_when_split():
     assert RunSpec(student_forward="split").hash != RunSpec().hash
     with pytest.raises(ConfigError, match="key 'student_forward' = 'both': expected 'joint' or 'split'"):
         RunSpec.from_dict({"student_forward": "both"})
+
+
+def test_split_calls_the_teacher_once_per_part_unless_cached():
+    calls = []
+
+    def outputs(x, keys):
+        calls.append(len(x))
+        return {"logits": x.flatten(1)[:, :3] * 2, "embedding": x.flatten(1)[:, :2]}
+
+    x, keys = torch.randn(7, 3, 4, 4), torch.arange(7)
+    for mode, cache, expected in (("split", None, [4, 3]), ("joint", None, [7]), ("split", "c.pt", [7])):
+        calls.clear()
+        fake_run = SimpleNamespace(spec=SimpleNamespace(student_forward=mode), teacher_cache=cache,
+                                   _teacher_outputs=outputs)
+        out = _Run._teacher_parts(fake_run, x, keys, 4)
+        assert calls == expected
+        assert torch.equal(out["logits"], x.flatten(1)[:, :3] * 2) and torch.equal(out["embedding"], x.flatten(1)[:, :2])
