@@ -311,8 +311,9 @@ def per_image_costs(run, n: int) -> dict[str, float]:
 
 
 def per_step_costs(v: Variants, medians: dict[str, float]) -> dict[str, float]:
-    """Milliseconds per step: the teacher (ours: one call on 2B images; with the cache: the
-    look-up and the text head; theirs: two calls on B), the rest of each step (student,
+    """Milliseconds per step: the teacher (ours: one call on 2B images, or two on B with
+    ``student_forward: split``; with the cache: the look-up and the text head; theirs: two
+    calls on B), the rest of each step (student,
     loss, optimizer), the data pipeline (with-pipeline minus compute-only medians), and the
     gradient-conflict diagnostic (a step with it against one without)."""
     import torch
@@ -324,7 +325,7 @@ def per_step_costs(v: Variants, medians: dict[str, float]) -> dict[str, float]:
     x_l, x_u = b_l[0].to(dev), b_u[0].to(dev)
     x, keys = torch.cat([x_l, x_u]), torch.cat([b_l[3], b_u[3]])
     t = run.teacher
-    ours = _timed(lambda: run._teacher_logits(x), dev)
+    ours = _timed(lambda: run._teacher_parts(x, keys, len(x_l)), dev)
     cached = _timed(lambda: v.cached._teacher_outputs(x, keys), dev)
     theirs = _timed(lambda: (_teacher(t, _normalize(x_l, t.adapter)), _teacher(t, _normalize(x_u, t.adapter))), dev)
     without = _timed(v.ours_compute, dev)
