@@ -62,6 +62,7 @@ class QueueView:
     def __init__(self, folder: str | Path, max_age_s: float = 30.0):
         self.folder = Path(folder)
         self.max_age_s = max_age_s
+        self.last: dict[str, Any] | None = None  # the snapshot the last state() read
 
     def _read(self) -> dict[str, Any] | None:
         try:
@@ -77,17 +78,20 @@ class QueueView:
         wanted = time.time() - self.max_age_s if fresher_than is None else fresher_than
         snap = self._read()
         if snap is not None and snap["taken_at"] >= wanted:
+            self.last = snap
             return snap
         self.folder.mkdir(parents=True, exist_ok=True)
         with file_lock(self.folder / LOCK):
             snap = self._read()  # another waiter may have refreshed it while we waited
             if snap is not None and snap["taken_at"] >= wanted:
+                self.last = snap
                 return snap
             taken_at = time.time()
             queue = run_squeue()
             states, reasons = queue if queue is not None else ({}, {})
             snap = {"taken_at": taken_at, "ok": queue is not None, "states": states, "reasons": reasons}
             atomic_write_json(self.folder / SNAPSHOT, snap)
+        self.last = snap
         return snap
 
     def state(self, job_id: str, submitted_at: float = 0.0,
@@ -103,8 +107,8 @@ class QueueView:
         return state, True
 
     def pending_reason(self, job_id: str) -> str | None:
-        """Why SLURM has not started the pending job, from the last snapshot (no squeue
-        call); None when it is not pending or the snapshot has no reasons."""
-        snap = self._read()
-        reasons = snap.get("reasons") if snap is not None else None
+        """Why SLURM has not started the pending job, from the snapshot the last
+        :meth:`state` read (no file read, no squeue call); None when it is not pending or
+        that snapshot has no reasons."""
+        reasons = self.last.get("reasons") if self.last is not None else None
         return reasons.get(str(job_id)) if isinstance(reasons, dict) else None

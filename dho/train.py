@@ -96,6 +96,12 @@ def _split_output(out, n: int):
     return first, rest
 
 
+def _per_part(spec: RunSpec, x: torch.Tensor, n_l: int) -> bool:
+    """Whether a step on ``x`` = cat([x_l, x_u]) calls the networks once per part
+    (``student_forward: split`` and unlabeled rows present)."""
+    return spec.student_forward == "split" and x.shape[0] > n_l
+
+
 def _split_rows(t: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Rows ``[:n]`` (labeled) and ``[n:]`` (unlabeled, None when empty) of a batch tensor."""
     return t[:n], (t[n:] if t.shape[0] > n else None)
@@ -537,7 +543,7 @@ class _Run:
         empty), and the feature tensors they come from: one forward over both
         (``student_forward: joint``) or one per part (``split``, the authors' few-shot step:
         BatchNorm sees each part's own batch statistics)."""
-        if self.spec.student_forward == "split" and x.shape[0] > n_l:
+        if _per_part(self.spec, x, n_l):
             out_l, out_u = self.student(nhwc(x[:n_l])), self.student(nhwc(x[n_l:]))
             return out_l, out_u, [out_l.feature, out_u.feature]
         out = self.student(nhwc(x))
@@ -553,7 +559,7 @@ class _Run:
         """The teacher's outputs on ``x`` = cat([x_l, x_u]): one call (``student_forward: joint``)
         or, with ``split``, one call per part as in the authors' few-shot step (on a CPU, two
         calls on B images are also faster than one on 2B); a cache is read in one look-up."""
-        if self.spec.student_forward == "split" and self.teacher_cache is None and x.shape[0] > n_l:
+        if self.teacher_cache is None and _per_part(self.spec, x, n_l):
             parts = self._teacher_outputs(x[:n_l], keys[:n_l]), self._teacher_outputs(x[n_l:], keys[n_l:])
             return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         return self._teacher_outputs(x, keys)
