@@ -25,7 +25,7 @@ import torch
 torch.set_num_threads(1)
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
-from conftest import REPO, skip_unless_ci  # noqa: E402
+from conftest import REPO, StopAfterCheckpoint, skip_unless_ci, stop_after_checkpoint  # noqa: E402
 from dho import io as dio  # noqa: E402
 from dho import train  # noqa: E402
 from dho.cli import main as cli_main  # noqa: E402
@@ -71,15 +71,10 @@ def resumable(shapes_root, tmp_path_factory):
     spec_dict = quick_spec(shapes_root, tmp, epochs=2)
     spec = RunSpec.from_dict(spec_dict)
     run_dir = tmp / "run"
-    train.run_training(spec, run_dir)
-    # turn the finished run into the state of one killed after epoch 1
-    ck = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    steps = ck["step"] // 2
-    ck.update(epoch=1, step=steps, history=ck["history"][:1],
-              grad_cosines=[c for c in ck["grad_cosines"] if c[0] <= steps])
-    dio.atomic_torch_save(ck, run_dir / "checkpoint.pt")
-    for name in ("metrics.json", "logits_val.npz", "logits_test.npz"):
-        (run_dir / name).unlink()
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(StopAfterCheckpoint):
+        stop_after_checkpoint(patch)  # as if killed right after its epoch-1 checkpoint
+        train.run_training(spec, run_dir)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert (run_dir / "checkpoint.pt").stat().st_size > 2 * LIMIT
     spec_file = tmp / "spec.json"
     spec_file.write_text(json.dumps(spec_dict))

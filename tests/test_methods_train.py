@@ -49,7 +49,7 @@ def test_frozen_backbone_student_trains_only_its_heads(assets, mlflow_db, tmp_pa
     kwargs = {"image_size": 16, "width": 8}
     spec = make_spec(assets, mlflow_db, epochs=1, student="resnet18", student_kwargs={**kwargs, "freeze_backbone": True})
     metrics = train.run_training(spec, tmp_path / "run")
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["best"]["state"]
     torch.manual_seed(spec.seed)  # the loop's student initialisation
     fresh = build_student("resnet18", 3, heads=2, pretrained=False, **kwargs).state_dict()
     backbone = [k for k in fresh if k.startswith("backbone.") and fresh[k].is_floating_point()]

@@ -219,7 +219,7 @@ def test_prompt_students_train_end_to_end(shapes_root, shapes_teacher, tmp_path,
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0.0 <= metrics["test_acc"] <= 100.0 and metrics["method"] == method
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)["best"]["state"]
     clip = torch.load(tiny, map_location="cpu", weights_only=True)
     # `dho evaluate` rebuilds the student from the checkpoint alone (no class names, no weights
     # file): on the run's own test split it reproduces the run's test accuracy

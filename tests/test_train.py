@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -416,6 +417,22 @@ def test_corrupt_or_foreign_checkpoint(baseline, assets, tmp_path):
     with pytest.raises(ConfigError, match="holds another spec"):
         train.run_training(make_spec(assets, tmp_path / "mlflow.db", seed=2), run_dir)
     assert not (run_dir / "metrics.json").exists()
+
+
+def test_finished_run_keeps_a_slim_checkpoint(baseline, tmp_path):
+    """After metrics.json, checkpoint.pt keeps the kept (best) state only: no optimizer,
+    scheduler, RNG or last weights; evaluating from it reproduces the run; a run directory
+    whose metrics.json was deleted says so in one line instead of resuming."""
+    spec, base_dir, metrics = baseline
+    ckpt = torch.load(base_dir / "checkpoint.pt", weights_only=True)
+    assert sorted(ckpt) == sorted(train.FINAL_CHECKPOINT_KEYS) and ckpt["final"] is True
+    assert ckpt["spec_hash"] == spec.hash and ckpt["best"]["epoch"] == metrics["best_epoch"]
+    state_bytes = sum(t.numel() * t.element_size() for t in ckpt["best"]["state"].values())
+    assert (base_dir / "checkpoint.pt").stat().st_size < 1.2 * state_bytes + 100_000  # not 4x: no Adam moments
+    run_dir = shutil.copytree(base_dir, tmp_path / "run")
+    (run_dir / "metrics.json").unlink()
+    with pytest.raises(CheckpointError, match=r"final one of a finished run .*metrics\.json is missing; delete"):
+        train.run_training(spec, run_dir)
 
 
 def test_teacher_with_wrong_class_count(assets, tmp_path):
