@@ -161,12 +161,16 @@ def authors_models(run, args):
     return student, opt, sched
 
 
-def _timed(fn, device) -> float:
+def _timed(fn, device) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of ``fn()``.  On a CPU the CPU time is
+    the steadier figure on a shared machine: a neighbour's load stretches the wall time of
+    whichever variant it overlaps but not the work this process does (with ``--threads 1``
+    and 0 workers, no spinning thread pool or loader process is counted or missed)."""
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 VARIANTS = ("ours_compute", "cached_compute", "authors_compute", "ours_pipeline", "cached_pipeline",
@@ -325,13 +329,14 @@ def per_step_costs(v: Variants, medians: dict[str, float]) -> dict[str, float]:
     x_l, x_u = b_l[0].to(dev), b_u[0].to(dev)
     x, keys = torch.cat([x_l, x_u]), torch.cat([b_l[3], b_u[3]])
     t = run.teacher
-    ours = _timed(lambda: run._teacher_parts(x, keys, len(x_l)), dev)
-    cached = _timed(lambda: v.cached._teacher_outputs(x, keys), dev)
-    theirs = _timed(lambda: (_teacher(t, _normalize(x_l, t.adapter)), _teacher(t, _normalize(x_u, t.adapter))), dev)
-    without = _timed(v.ours_compute, dev)
+    wall = lambda fn: _timed(fn, dev)[0]  # noqa: E731
+    ours = wall(lambda: run._teacher_parts(x, keys, len(x_l)))
+    cached = wall(lambda: v.cached._teacher_outputs(x, keys))
+    theirs = wall(lambda: (_teacher(t, _normalize(x_l, t.adapter)), _teacher(t, _normalize(x_u, t.adapter))))
+    without = wall(v.ours_compute)
     run.spec.grad_cosine_every = 1
     try:
-        with_diag = _timed(v.ours_compute, dev)
+        with_diag = wall(v.ours_compute)
     finally:
         run.spec.grad_cosine_every = 0
     steps = len(v.batches)
@@ -374,18 +379,21 @@ def plan_record(args, medians: dict, costs: dict, fl: dict, device_name: str) ->
             "step_s_authors": medians["authors_compute"]}
 
 
-def result_rows(args, times: dict[str, list[float]]) -> list[dict]:
+def result_rows(args, times: dict[str, list[float]], cpu: dict[str, list[float]]) -> list[dict]:
     """Throughput (images per second, medians) and ratio (authors' seconds per step / ours)
     per teacher (live, cache) and per setting (compute only, with the data pipeline):
-    ``ratio`` of the medians, and ``ratio_rounds``, the median of each round's ratio (the
-    two steps of a round ran minutes apart at most: steadier when the load changes)."""
+    ``ratio`` of the medians, ``ratio_rounds``, the median of each round's ratio (the
+    two steps of a round ran minutes apart at most: steadier when the load changes), and
+    ``ratio_cpu``, the median of each round's ratio of CPU seconds (see :func:`_timed`)."""
     images = 2 * args.batch
     med = {n: statistics.median(ts) for n, ts in times.items()}
+    per_round = lambda t, a, o: statistics.median(x / y for x, y in zip(t[a], t[o]))  # noqa: E731
     settings = (("compute", "compute only (tensors in memory)"),
                 ("pipeline", f"with the data pipeline ({args.workers} workers)"))
     return [{"teacher": teacher, "what": what, "ours_img_s": images / med[f"{ours}_{kind}"],
              "authors_img_s": images / med[f"authors_{kind}"], "ratio": med[f"authors_{kind}"] / med[f"{ours}_{kind}"],
-             "ratio_rounds": statistics.median(a / o for a, o in zip(times[f"authors_{kind}"], times[f"{ours}_{kind}"]))}
+             "ratio_rounds": per_round(times, f"authors_{kind}", f"{ours}_{kind}"),
+             "ratio_cpu": per_round(cpu, f"authors_{kind}", f"{ours}_{kind}")}
             for teacher, ours in (("live", "ours"), ("cache", "cached")) for kind, what in settings]
 
 
@@ -403,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--student-forward", choices=("split", "joint"), default="split",
                     help="dho train's student_forward (default split: the authors' few-shot step, "
                          "which benchmark 1 re-implements, runs the student once per part)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch's intra-op threads (default torch's own); 1 makes ratio_cpu the steadiest figure")
     ap.add_argument("--json", default=None, help="also write all figures here")
     ap.add_argument("--plan-json", default=None,
                     help="achieved FLOP/s for `dho plan` (default results/benchmarks/step_<device>.json)")
@@ -412,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     from dho.runtime import resolve_device
 
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     print(machine_line(args.device))
     with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
@@ -431,19 +443,24 @@ def main(argv: list[str] | None = None) -> int:
         same = equal_results(run, cached, v.pairs[0])
         _say("timing")
         v.ours_compute(), v.cached_compute(), v.authors_compute()  # warm-up (allocator, lazy inits)
-        times = {n: [] for n in VARIANTS}
+        times, cpu = {n: [] for n in VARIANTS}, {n: [] for n in VARIANTS}
         for r in range(args.rounds):
             for n in VARIANTS:
-                times[n].append(_timed(getattr(v, n), device) / len(v.batches))
-            _say(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.3g} s/step" for n in VARIANTS))
+                wall, used = _timed(getattr(v, n), device)
+                times[n].append(wall / len(v.batches))
+                cpu[n].append(used / len(v.batches))
+            _say(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.3g} s/step ({cpu[n][-1]:.3g} CPU s)"
+                                                 for n in VARIANTS))
         medians = {n: statistics.median(ts) for n, ts in times.items()}
         _say("breaking down")
         costs = {**per_image_costs(run, min(32, len(run.manifest.unlabeled))), **per_step_costs(v, medians)}
         fl = flops(run, args)
-    rows = result_rows(args, times)
+    rows = result_rows(args, times, cpu)
     print(f"{args.student} student, random {args.teacher_model} teacher, {args.batch}+{args.batch} images at "
-          f"{args.image_size} px, {len(v.batches)} steps x {args.rounds} rounds on {device}")
-    print(table(rows, ["teacher", "what", "ours_img_s", "authors_img_s", "ratio", "ratio_rounds"]))
+          f"{args.image_size} px, {len(v.batches)} steps x {args.rounds} rounds on {device}, "
+          f"{torch.get_num_threads()} torch threads")
+    columns = ["teacher", "what", "ours_img_s", "authors_img_s", "ratio", "ratio_rounds"]
+    print(table(rows, columns + (["ratio_cpu"] if device.type == "cpu" else [])))
     print(f"teacher cache: {cache['views']} training views + {cache['test_images']} test images, "
           f"{cache['bytes'] / 2**20:.2f} MiB, built in {cache['seconds']:.1f} s")
     print("equal results (cached step against the live step, first batch, same student state):")
@@ -457,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     plan_json = args.plan_json or str(REPO / "results" / "benchmarks" / f"step_{device.type}.json")
     write_json(plan_json, record)
     write_json(args.json, {"benchmark": "step", "machine": machine(args.device), "args": vars(args), "rows": rows,
-                           "steps_per_epoch": len(v.batches), "times_s_per_step": times, "costs_ms": costs, "flops": fl, "plan": record,
+                           "steps_per_epoch": len(v.batches), "times_s_per_step": times,
+                           "cpu_s_per_step": cpu, "torch_threads": torch.get_num_threads(), "costs_ms": costs, "flops": fl, "plan": record,
                            "teacher_cache": cache, "equal_results": same, "load_avg_1min_end": os.getloadavg()[0]})
     return 0
 

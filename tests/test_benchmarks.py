@@ -33,7 +33,9 @@ def test_step_benchmark_runs_the_live_cached_and_authors_steps(tmp_path, capsys)
     figures = json.loads(out.read_text())
     assert {(r["teacher"], r["what"].split(" (")[0]) for r in figures["rows"]} == {
         (t, w) for t in ("live", "cache") for w in ("compute only", "with the data pipeline")}
-    assert all(r["ours_img_s"] > 0 and r["authors_img_s"] > 0 and r["ratio_rounds"] > 0 for r in figures["rows"])
+    assert all(r["ours_img_s"] > 0 and r["authors_img_s"] > 0 and r["ratio_rounds"] > 0 and r["ratio_cpu"] > 0
+               for r in figures["rows"])
+    assert all(len(ts) == 1 and ts[0] > 0 for ts in figures["cpu_s_per_step"].values())  # one round each
     # the cache holds the views of the timed epochs (rounds + 1 epochs of 6+6 per step, less the
     # labeled views that the unlabeled stream also draws: one key each); a missing one would fail the run
     assert 0 < figures["teacher_cache"]["views"] <= figures["steps_per_epoch"] * 12 * 2
