@@ -112,10 +112,17 @@ def slurm_job_id() -> str | None:
 
 # -- the faster step where it is free: GPU only, so CPU results stay exactly the same -------
 def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 autocast on a CUDA device that supports it (``precision`` auto or bf16); a no-op
-    on CPU or with ``precision: fp32``."""
-    on = device.type == "cuda" and precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on) if on else contextlib.nullcontext()
+    """bf16 autocast of the student: ``auto`` on a CUDA device that supports bf16 (a no-op
+    on CPU, so CPU results stay those of fp32); ``bf16`` on such a CUDA device or on the
+    CPU (slow on most CPUs, but the mixed-precision path of every method then runs without
+    a GPU: the tests do); ``fp32`` never."""
+    if precision == "fp32" or device.type not in ("cuda", "cpu"):
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        on = torch.cuda.is_bf16_supported()
+    else:
+        on = precision == "bf16"
+    return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
 def channels_last(device: torch.device) -> torch.memory_format:

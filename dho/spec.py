@@ -80,7 +80,7 @@ class RunSpec:
     # --- where and how -----------------------------------------------------------------
     device: str = "auto"
     num_workers: int = 2
-    precision: str = "auto"                  # student autocast on CUDA: auto/bf16 = bfloat16, fp32 = off (CPU: off)
+    precision: str = "auto"                  # student bf16 autocast: auto = on CUDA, bf16 = CUDA or CPU, fp32 = off
     max_device_batch: int | None = None      # most images one process forwards at once (gradient
     #                                          accumulation keeps the global batch); None = whole share
     output_dir: str | None = None

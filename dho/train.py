@@ -494,6 +494,7 @@ class _Run:
         for i, micro in enumerate(bar.iterate(self._epoch_steps(epoch))):
             self.step += 1
             loss = self._train_step(micro, epoch, cosines)
+            self._check_gradients(epoch)
             self.optimizer.step()
             self.last_lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
@@ -516,6 +517,17 @@ class _Run:
         if not micro:
             self.optimizer.zero_grad(set_to_none=True)
         return average_gradients(params, grad_sum, loss_sum, len(micro), self.dist)
+
+    def _check_gradients(self, epoch: int) -> None:
+        """Stop before the optimizer step when a gradient is not finite although the loss was
+        (an overflow in the backward): one such step makes every weight NaN, and a run whose
+        last step did would otherwise finish and report a model that predicts nothing."""
+        grads = [p.grad for p in self.student.parameters() if p.grad is not None]
+        if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads, float("inf"))):
+            return  # the largest |gradient|: no overflow of its own, NaN and inf propagate
+        bad = next(n for n, p in self.student.named_parameters() if p.grad is not None and not p.grad.isfinite().all())
+        raise TrainingError(f"non-finite gradient at epoch {epoch}, step {self.step} (first in {bad}) with a finite "
+                            f"loss; lower lr, set precision: fp32, or check the teacher/data")
 
     def _micro_step(self, batch_l, batch_u, epoch: int, cosines: list[tuple[int, float]], measure: bool) -> float:
         """Forward, loss and the method's backward on one micro-batch; the gradient-conflict

@@ -402,6 +402,28 @@ def test_nan_loss_raises_training_error(assets, tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_non_finite_gradient_with_a_finite_loss_stops_before_the_weights_change(assets, tmp_path, monkeypatch):
+    """An overflow in the backward (the loss finite) stops the run with one line naming the
+    parameter, before the optimizer step spreads it into every weight."""
+    real_step, weights = train._Run._train_step, []
+
+    def overflowing_step(self, *a):
+        loss = real_step(self, *a)
+        name, p = [(n, p) for n, p in self.student.named_parameters() if p.grad is not None][3]
+        p.grad.view(-1)[0] = float("inf")
+        weights.append((name, [w.detach().clone() for w in self.student.parameters()]))
+        return loss
+
+    monkeypatch.setattr(train._Run, "_train_step", overflowing_step)
+    with pytest.raises(TrainingError) as e:
+        train.run_training(make_spec(assets, tmp_path / "mlflow.db", epochs=1), tmp_path / "run")
+    name, before = weights[0]
+    assert str(e.value) == (f"non-finite gradient at epoch 1, step 1 (first in {name}) with a finite loss; "
+                            f"lower lr, set precision: fp32, or check the teacher/data")
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert len(weights) == 1 and all(w.isfinite().all() for w in before)  # stopped before the first step
+
+
 def test_corrupt_or_foreign_checkpoint(baseline, assets, tmp_path):
     spec, base_dir, _ = baseline
     run_dir = tmp_path / "run"
