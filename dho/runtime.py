@@ -70,7 +70,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # a job resumed with fewer GPUs visible (another node type, one GPU per task) sets the
+        # ones it has (each epoch re-seeds them anyway); set_rng_state_all would fail on the rest
+        for device, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, device)
 
 
 def lr_factor(step: int, total_steps: int, warmup: float, start_factor: float, schedule: str) -> float:

@@ -111,3 +111,22 @@ def test_channels_last_bf16_run_resumes_to_the_same_result_and_evaluates(assets,
     assert convs and all(t.is_contiguous(memory_format=torch.channels_last) for t in convs)  # NHWC as trained
     record = evaluate_run(tmp_path / "whole", "dtd", assets / "data", device="cpu", progress=False)
     assert record["test_acc"] == pytest.approx(whole["test_acc"])
+
+
+def test_rng_state_round_trips_and_cuda_states_fit_the_gpus_visible(monkeypatch):
+    """The RNG states of a checkpoint restore exactly; a checkpoint written with 8 GPUs
+    visible resumes where only 1 is (torch.cuda faked: no GPU here): device 0 gets state 0
+    and nothing asks for a device that is not there."""
+    import random
+
+    state = runtime.rng_state()
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    runtime.set_rng_state(state)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: calls.append((int(s[0]), device)))
+    runtime.set_rng_state({**state, "cuda": [torch.full((4,), i, dtype=torch.uint8) for i in range(8)]})
+    assert calls == [(0, 0)]
