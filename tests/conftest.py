@@ -15,6 +15,14 @@ import pytest
 
 import benchmarks.common
 
+# One OpenMP (torch) thread per process, the tests' subprocesses included, unless set.  The
+# suite keeps the machine's cores busy (2 pytest-xdist workers, SLURM jobs); a process with
+# one thread per core then spins in OpenMP barriers while its other thread waits for a core:
+# a tiny `dho train` epoch took ~5x the CPU time and ~4x the wall time with 2 threads as
+# with 1 on a loaded 2-core machine.  (Snakemake jobs get the rule's threads, SLURM jobs
+# their CPUs, and many test modules set 1 in-process: this only covers the rest.)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "profiles", "slurm")
 
