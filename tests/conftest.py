@@ -48,12 +48,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Under pytest-xdist's ``--dist loadgroup`` (pyproject's addopts: 2 workers), the SLURM
     tests run one after another on one worker, started first: the one-node cluster has 2
     CPUs and they mostly wait on it, while the other worker runs the rest.  The other tests
-    go by file, so that a module's fixtures are built once."""
+    go by file, so that a module's fixtures are built once; the files with a `slow` test
+    are handed out first (the groups go out in this order, each to the next free worker), so
+    that the last file to start is a short one and neither worker waits long for the other."""
     if not config.getoption("loadgroup", default=False):  # (set on pytest-xdist's workers)
         return
+
+    def group(item: pytest.Item) -> str:
+        return "slurm" if item.get_closest_marker("slurm") else item.path.name
+
+    slow = {group(item) for item in items if item.get_closest_marker("slow")}
     for item in items:
-        item.add_marker(pytest.mark.xdist_group("slurm" if item.get_closest_marker("slurm") else item.path.name))
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # (stable)
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: (group(item) != "slurm", group(item) not in slow))  # (stable)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -197,6 +197,7 @@ def shapes_teacher(shapes_root, tmp_path_factory):
     return tiny, folder / "teacher.pt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student,kwargs,method,tuned", [
     ("coop_tiny", {"n_ctx": 4}, "dho", ("ce_head.ctx", "kd_head.ctx")),
     ("vpt_tiny", {"prompt_tokens": 3}, "dho_labeled", ("backbone.prompts", "ce_head.", "kd_head.")),

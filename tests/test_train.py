@@ -328,6 +328,7 @@ def _kill_at(stage: str, spec_file: Path, run_dir: Path, tmp_path: Path) -> None
     assert not (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_metrics(baseline, assets, tmp_path):
     spec, base_dir, m = baseline
     spec_file = tmp_path / "spec.json"

@@ -62,6 +62,7 @@ def test_commands_run_in_the_worker_with_their_own_status_output_and_directory(w
     assert alone.returncode == 2 and alone.stderr.strip() == "error: spec file not found: missing.json"
 
 
+@pytest.mark.slow
 def test_a_training_run_through_the_worker_equals_one_in_its_own_process(worker, shapes_root, tmp_path, env):
     spec = tiny_spec(shapes_root, tmp_path, method="ce", epochs=2)
     (tmp_path / "spec.json").write_text(json.dumps(spec))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import WORKFLOW_FILES, copy_repo, snakemake
@@ -89,6 +90,7 @@ def _collect_and_tables(workdir: Path, env: dict, *extra_rules: str) -> tuple[st
     return runs_csv, tables
 
 
+@pytest.mark.slow
 def test_method_module_is_one_file(tmp_path, env):
     _copy_repo(tmp_path, with_package=True)
     (tmp_path / "dho/methods/throwaway.py").write_text(METHOD_MODULE)
