@@ -185,3 +185,30 @@ def test_registry_stamps_name_on_new_dataset(tmp_path):
     finally:
         DATASETS._items.pop("tiny_test_set")
         DATASETS._help.pop("tiny_test_set")
+
+
+def test_decode_cache_never_returns_a_stale_image(tmp_path, monkeypatch):
+    """open_rgb keeps decoded images per process; a file rewritten in place (same path, same
+    size: a corrupt replacement, or other pixels) is decoded again, never served from the cache."""
+    import numpy as np
+    from PIL import Image
+
+    from dho.data import source
+
+    monkeypatch.setattr(source, "_DECODED", {})
+    monkeypatch.setattr(source, "_DECODED_BYTES", [0])
+    path = tmp_path / "a.png"
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(path)
+    first = source.open_rgb(path)
+    assert source.open_rgb(path).getpixel((0, 0)) == (255, 0, 0) and len(source._DECODED) == 1  # cached
+    first.putpixel((0, 0), (0, 0, 0))  # callers get copies: the cached decode is unchanged
+    assert source.open_rgb(path).getpixel((0, 0)) == (255, 0, 0)
+    Image.new("RGB", (4, 4), (0, 255, 0)).save(path)  # rewritten in place
+    assert np.asarray(source.open_rgb(path)).tolist() == np.asarray(Image.new("RGB", (4, 4), (0, 255, 0))).tolist()
+    size = path.stat().st_size
+    path.write_bytes(b"\0" * size)  # corrupt, the same size
+    with pytest.raises(DataError, match=r"cannot decode image .*a\.png"):
+        source.open_rgb(path)
+    path.unlink()
+    with pytest.raises(DataError, match=r"image not found: .*a\.png"):
+        source.open_rgb(path)

@@ -27,7 +27,7 @@ MAX_LISTED_MISSING = 5
 # default 256; 0 turns it off): a small dataset is decoded once per run instead of once
 # per epoch and view.  Images are added until the budget is spent (no eviction), so a
 # large dataset costs at most the budget and decodes as before.
-_DECODED: dict[str, object] = {}
+_DECODED: dict[tuple[str, int, int, int], object] = {}  # (path, mtime_ns, size, inode) -> image
 _DECODED_BYTES = [0]
 
 
@@ -44,7 +44,13 @@ def open_rgb(path: str | os.PathLike):
     process has seen the file); DataError naming the file if it cannot."""
     from PIL import Image, UnidentifiedImageError
 
-    key = os.fspath(path)
+    try:  # a file rewritten in place (same path, new bytes) is a new key: never a stale decode
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path}") from None
+    except OSError as e:
+        raise DataError(f"cannot decode image {path}: {e}") from None
+    key = (os.fspath(path), st.st_mtime_ns, st.st_size, st.st_ino)
     cached = _DECODED.get(key)
     if cached is not None:
         return cached.copy()
