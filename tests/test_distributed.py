@@ -280,13 +280,14 @@ def test_requeued_two_node_job_resumes_to_the_same_result(assets, tmp_path, env,
 
 
 def test_gpu_only_speedups_are_off_on_cpu():
-    """autocast, channels-last and the loader-worker cap leave a CPU run as it was."""
+    """autocast (but where precision: bf16 asks for it), channels-last and the loader-worker
+    cap leave a CPU run as it was."""
     import contextlib
 
     from dho.runtime import autocast, channels_last, loader_workers, nhwc
 
     cpu = torch.device("cpu")
-    assert isinstance(autocast(cpu, "bf16"), contextlib.nullcontext)
+    assert all(isinstance(autocast(cpu, p), contextlib.nullcontext) for p in ("auto", "fp32"))
     x = torch.zeros(2, 3, 4, 4)
     assert nhwc(x) is x and channels_last(cpu) == torch.preserve_format
     cpus = len(os.sched_getaffinity(0))
