@@ -728,8 +728,13 @@ class _Run:
         return metrics
 
     def _save_final_checkpoint(self) -> None:
-        atomic_torch_save({"spec_hash": self.spec_hash, "epoch": self.epoch, "step": self.step,
-                           "best": self.best, "final": True}, self.ckpt_path)
+        """Slim ``checkpoint.pt``; the run is done whether or not that can be written (a full
+        disk keeps the full checkpoint, which serves evaluation as well)."""
+        try:
+            atomic_torch_save({"spec_hash": self.spec_hash, "epoch": self.epoch, "step": self.step,
+                               "best": self.best, "final": True}, self.ckpt_path)
+        except OutputError as e:
+            say(f"warning: {e}; the run is complete, its full checkpoint stays")
 
 
 def _cmd_train(args) -> int:

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -423,6 +424,26 @@ def test_non_finite_gradient_with_a_finite_loss_stops_before_the_weights_change(
                             f"lower lr, set precision: fp32, or check the teacher/data")
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert len(weights) == 1 and all(w.isfinite().all() for w in before)  # stopped before the first step
+
+
+def test_a_full_disk_at_the_slimming_leaves_a_complete_run(assets, tmp_path, monkeypatch, capsys):
+    """The final checkpoint cannot be written (disk full): the run is still complete (its
+    metrics.json is written first) and keeps its full checkpoint, which evaluation reads too."""
+    from dho.errors import OutputError
+
+    real = train.atomic_torch_save
+
+    def full_disk_for_the_final(obj, path):
+        if obj.get("final"):
+            raise OutputError(f"cannot write {path}: No space left on device")
+        real(obj, path)
+
+    monkeypatch.setattr(train, "atomic_torch_save", full_disk_for_the_final)
+    m = train.run_training(make_spec(assets, tmp_path / "mlflow.db", epochs=1), tmp_path / "run")
+    assert m["status"] == "complete" and (tmp_path / "run" / "metrics.json").is_file()
+    assert "optimizer" in torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert re.search(r"warning: cannot write \S+checkpoint\.pt: No space left on device; the run is complete",
+                     capsys.readouterr().err)
 
 
 def test_corrupt_or_foreign_checkpoint(baseline, assets, tmp_path):
