@@ -121,10 +121,7 @@ def autocast(device: torch.device, precision: str = "auto"):
     a GPU: the tests do); ``fp32`` never."""
     if precision == "fp32" or device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext()
-    if device.type == "cuda":
-        on = torch.cuda.is_bf16_supported()
-    else:
-        on = precision == "bf16"
+    on = torch.cuda.is_bf16_supported() if device.type == "cuda" else precision == "bf16"
     return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 

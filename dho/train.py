@@ -354,8 +354,8 @@ class _Run:
         self.accum = accumulation_steps(images, self.dist.world, spec.max_device_batch)
         self.steps_per_epoch = self._steps_per_epoch()
         self.total_steps = self.steps_per_epoch * spec.epochs
-        params = [p for p in self.student.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+        self.params = [p for p in self.student.parameters() if p.requires_grad]  # what the optimizer steps
+        self.optimizer = torch.optim.AdamW(self.params, lr=spec.lr, weight_decay=spec.weight_decay)
         total, warmup, start, schedule = self.total_steps, spec.warmup, spec.warmup_start_factor, spec.schedule
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, total, warmup, start, schedule))
@@ -386,8 +386,8 @@ class _Run:
             raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); "
                                   f"delete it to restart this run from scratch") from None
         final = isinstance(ckpt, dict) and ckpt.get("final") is True
-        if not isinstance(ckpt, dict) or any(k not in ckpt for k in (FINAL_CHECKPOINT_KEYS if final
-                                                                      else CHECKPOINT_KEYS)):
+        required = FINAL_CHECKPOINT_KEYS if final else CHECKPOINT_KEYS
+        if not isinstance(ckpt, dict) or any(k not in ckpt for k in required):
             raise CheckpointError(f"checkpoint {path} is not a dho training checkpoint (missing keys); "
                                   f"delete it to restart this run from scratch")
         if ckpt["spec_hash"] != self.spec_hash:
@@ -508,7 +508,7 @@ class _Run:
     def _train_step(self, micro: list[tuple[Any, Any]], epoch: int, cosines: list[tuple[int, float]]) -> float:
         """Gradients of one optimizer step: each micro-batch's backward, summed when there
         are several, averaged over micro-batches and ranks (:func:`average_gradients`)."""
-        params = [p for p in self.student.parameters() if p.requires_grad]
+        params = self.params
         grad_sum, loss_sum = None, 0.0
         for a, (batch_l, batch_u) in enumerate(micro):
             loss_sum += self._micro_step(batch_l, batch_u, epoch, cosines, measure=a == 0 and self.dist.is_main)
@@ -522,7 +522,7 @@ class _Run:
         """Stop before the optimizer step when a gradient is not finite although the loss was
         (an overflow in the backward): one such step makes every weight NaN, and a run whose
         last step did would otherwise finish and report a model that predicts nothing."""
-        grads = [p.grad for p in self.student.parameters() if p.grad is not None]
+        grads = [p.grad for p in self.params if p.grad is not None]
         if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads, float("inf"))):
             return  # the largest |gradient|: no overflow of its own, NaN and inf propagate
         bad = next(n for n, p in self.student.named_parameters() if p.grad is not None and not p.grad.isfinite().all())
